@@ -1,0 +1,10 @@
+//! Quarry: an ingestion-and-search engine that runs as a sidecar and speaks JSON-RPC 2.0
+//! over stdio (see `PROTOCOL.md` in the shared docs and the README).
+//!
+//! - [`rpc`]: the protocol engine (framing, dispatch, scheduling, lifecycle).
+//! - [`methods`]: the method table of `quarry serve`.
+//! - [`logging`]: `tracing` to stderr through a lossy, non-blocking writer.
+
+pub mod logging;
+pub mod methods;
+pub mod rpc;

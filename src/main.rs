@@ -1,0 +1,154 @@
+//! The `quarry` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use quarry::logging::{self, LogFormat};
+use quarry::rpc::{self, ServerConfig, transport};
+
+/// Quarry: a sidecar ingestion-and-search engine speaking JSON-RPC 2.0 over stdio.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve JSON-RPC 2.0 on stdin/stdout, one message per line (logs go to stderr).
+    Serve(ServeArgs),
+    /// Write or check the machine-readable contract (OpenRPC + JSON Schema).
+    Schemas(SchemasArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Requests that run at once; more wait in the priority queue.
+    #[arg(long, env = "QUARRY_MAX_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrency: u32,
+    /// Requests that may wait for a slot (running ones not counted); more are refused
+    /// with -32002 overloaded.
+    #[arg(long, env = "QUARRY_MAX_QUEUE", default_value_t = 1024)]
+    max_queue: u32,
+    /// Longest accepted line in bytes; longer ones are discarded and answered -32600.
+    #[arg(long, env = "QUARRY_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(64..))]
+    max_message_bytes: u64,
+    /// On shutdown, end of input or SIGTERM/SIGINT: how long in-flight work may finish
+    /// before it is answered -32003.
+    #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
+    shutdown_grace_ms: u64,
+    /// Serve the debug/* test aids (sleep, echo, panic, exit, hang, alloc).
+    #[arg(long, env = "QUARRY_DEBUG_METHODS")]
+    debug_methods: bool,
+    /// Log format on stderr (RUST_LOG sets the level).
+    #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+struct SchemasArgs {
+    /// The schemas folder.
+    #[arg(default_value = "schemas")]
+    dir: PathBuf,
+    /// Only compare; exit 1 when a file differs.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Schemas(args) => schemas(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    // Before anything can print: keep the real stdout for the protocol only.
+    let (output, input) = match (transport::claim_stdout(), transport::claim_stdin()) {
+        (Ok(o), Ok(i)) => (o, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("quarry: cannot set up stdio: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let guard = logging::init(args.log_format);
+    let config = ServerConfig {
+        max_concurrency: args.max_concurrency as usize,
+        max_queue: args.max_queue as usize,
+        max_message_bytes: usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX),
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        debug_methods: args.debug_methods,
+        ..ServerConfig::default()
+    };
+    let router = quarry::methods::router(args.debug_methods);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let input = transport::async_input(input)?;
+        let output = transport::async_output(output)?;
+        rpc::serve(config, router, input, output).await
+    });
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            2
+        }
+    };
+    drop(guard);
+    // Do not wait for blocking work that ignored cancellation.
+    std::process::exit(code);
+}
+
+fn schemas(args: SchemasArgs) -> ExitCode {
+    let files = rpc::schema::files(
+        &quarry::methods::router(true),
+        &quarry::methods::notifications(),
+    );
+    let mut drift = Vec::new();
+    for (name, content) in &files {
+        let path = args.dir.join(name);
+        if args.check {
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+                drift.push(path.display().to_string());
+            }
+        } else {
+            if let Some(parent) = path.parent()
+                && let Err(e) = std::fs::create_dir_all(parent)
+            {
+                eprintln!("quarry: {}: {e}", parent.display());
+                return ExitCode::FAILURE;
+            }
+            if let Err(e) = std::fs::write(&path, content) {
+                eprintln!("quarry: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if drift.is_empty() {
+        println!(
+            "{} schema files {}",
+            files.len(),
+            if args.check { "up to date" } else { "written" }
+        );
+        ExitCode::SUCCESS
+    } else {
+        for d in &drift {
+            eprintln!("drift: {d}");
+        }
+        eprintln!("run `cargo run -- schemas` to regenerate");
+        ExitCode::FAILURE
+    }
+}

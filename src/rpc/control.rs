@@ -1,0 +1,208 @@
+//! Wire types of the control methods and notifications (PROTOCOL.md §5–7). They are the
+//! source of `schemas/`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::stats::MethodStats;
+
+/// Version of the wire protocol (PROTOCOL.md title).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Params of methods that take none (`{}`; unknown members are ignored).
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct Empty {}
+
+/// A string or integer id or token, echoed as sent.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IdOrToken {
+    /// String form.
+    Str(String),
+    /// Integer form.
+    Int(i64),
+}
+
+/// `notifications/cancelled` params (MCP).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledParams {
+    /// Id of the request to cancel.
+    pub request_id: IdOrToken,
+    /// Why, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `$/cancelRequest` params (LSP).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct CancelRequestParams {
+    /// Id of the request to cancel.
+    pub id: IdOrToken,
+}
+
+/// `notifications/progress` params (MCP).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressParams {
+    /// The request's `_meta.progressToken`.
+    pub progress_token: IdOrToken,
+    /// Increases with each notification.
+    pub progress: f64,
+    /// Expected final value, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// What is happening, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `sidecar/ready` params.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyParams {
+    /// Always 1.
+    pub protocol_version: u32,
+    /// The server's version.
+    pub version: String,
+    /// The serving process's pid.
+    pub pid: u32,
+    /// Every method the server answers, sorted.
+    pub methods: Vec<String>,
+}
+
+/// `health` status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Serving normally.
+    Ok,
+    /// Serving, but the queue is at least 90 % full or the server is shutting down.
+    Degraded,
+}
+
+/// `health` result.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResult {
+    /// `ok` or `degraded`.
+    pub status: HealthStatus,
+    /// Milliseconds since start.
+    pub uptime_ms: u64,
+    /// Requests running now.
+    pub in_flight: usize,
+    /// Requests waiting in the queue.
+    pub queued: usize,
+    /// Resident memory of the serving process, bytes.
+    pub rss_bytes: u64,
+    /// The serving process's version.
+    pub version: String,
+}
+
+/// Queue figures in `stats`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStats {
+    /// Requests running now.
+    pub running: usize,
+    /// Requests waiting now.
+    pub queued: usize,
+    /// Highest number waiting at once since start.
+    pub peak_queued: usize,
+    /// `--max-concurrency`.
+    pub max_concurrency: usize,
+    /// `--max-queue`.
+    pub max_queue: usize,
+    /// Requests refused with `overloaded` since start.
+    pub overloaded: u64,
+}
+
+/// Counters of messages that never reached a method.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStats {
+    /// Lines that were not JSON or not UTF-8.
+    pub parse_errors: u64,
+    /// Lines over `--max-message-bytes`.
+    pub too_large: u64,
+    /// Values that were not valid requests.
+    pub invalid_requests: u64,
+    /// Notifications received.
+    pub notifications: u64,
+}
+
+/// `stats` result.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsResult {
+    /// Milliseconds since start.
+    pub uptime_ms: u64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Scheduling figures.
+    pub queue: QueueStats,
+    /// Messages that never reached a method.
+    pub messages: MessageStats,
+    /// Per method: counts, errors by kind, latency percentiles (µs, read to response).
+    pub methods: BTreeMap<String, MethodStats>,
+}
+
+/// `debug/sleep` params.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct SleepParams {
+    /// Milliseconds to sleep.
+    pub ms: u64,
+}
+
+/// `debug/sleep` result.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct SleepResult {
+    /// Milliseconds slept.
+    pub slept: u64,
+}
+
+/// `debug/echo` params and result: any object, returned as sent (without `_meta`).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct EchoParams(pub serde_json::Map<String, Value>);
+
+/// `debug/exit` params.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct ExitParams {
+    /// Process exit code.
+    pub code: i32,
+}
+
+/// `debug/alloc` params.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct AllocParams {
+    /// MiB to allocate, touch and keep.
+    pub mb: u64,
+}
+
+/// `debug/alloc` result.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocResult {
+    /// MiB held by `debug/alloc` in total.
+    pub held_mb: u64,
+}
+
+/// Resident set size of this process in bytes (0 if the OS will not say).
+pub fn rss_bytes() -> u64 {
+    use std::sync::Mutex;
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+    static SYSTEM: Mutex<Option<System>> = Mutex::new(None);
+    let pid = Pid::from_u32(std::process::id());
+    let mut guard = SYSTEM.lock().unwrap_or_else(|e| e.into_inner());
+    let sys = guard.get_or_insert_with(System::new);
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        false,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    sys.process(pid).map_or(0, |p| p.memory())
+}
