@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::stats::MethodStats;
 
@@ -164,10 +163,24 @@ pub struct SleepResult {
     pub slept: u64,
 }
 
-/// `debug/echo` params and result: any object, returned as sent (without `_meta`).
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+/// `debug/echo` params and result: any object, returned byte for byte as sent (without
+/// `_meta`), so numbers beyond 64 bits survive.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(transparent)]
-pub struct EchoParams(pub serde_json::Map<String, Value>);
+pub struct EchoParams(pub Box<serde_json::value::RawValue>);
+
+impl JsonSchema for EchoParams {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EchoParams".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Any object; returned as sent (without `_meta`).",
+            "type": "object"
+        })
+    }
+}
 
 /// `debug/exit` params.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

@@ -4,12 +4,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::control::{
     AllocParams, AllocResult, EchoParams, Empty, ExitParams, SleepParams, SleepResult,
 };
-use super::error::RpcError;
+use super::error::{ErrorKind, RpcError};
 use super::router::{MethodKind, RequestContext, Router};
 
 /// Memory held by `debug/alloc`.
@@ -61,24 +59,44 @@ pub fn register(router: &mut Router) {
         );
 }
 
+/// Sleeps on a blocking thread with the OS's precise timer (tokio's timer wheel rounds
+/// to whole milliseconds, which would make a 10 ms sleep last 11–12 ms). Dropping the
+/// future (cancel, deadline) drops `stop`, which wakes the thread at once.
 async fn sleep(p: SleepParams, ctx: RequestContext) -> Result<SleepResult, RpcError> {
-    let start = Instant::now();
-    let end = start + Duration::from_millis(p.ms);
-    let mut tick = 1u64;
-    loop {
-        let next = (start + Duration::from_millis(10 * tick)).min(end);
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => return Err(RpcError::new(super::error::ErrorKind::Cancelled, "cancelled")),
-            _ = tokio::time::sleep_until(next) => {}
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let progress = ctx.progress.clone();
+    let ms = p.ms;
+    let worker = tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let end = start + Duration::from_millis(ms);
+        let mut tick = 1u64;
+        loop {
+            let next = if progress.is_enabled() {
+                (start + Duration::from_millis(10 * tick)).min(end)
+            } else {
+                end
+            };
+            let wait = next.saturating_duration_since(std::time::Instant::now());
+            match stopped.recv_timeout(wait) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return false,
+            }
+            if next >= end {
+                return true;
+            }
+            progress.report((10 * tick) as f64, Some(ms as f64), None);
+            tick += 1;
         }
-        if next >= end {
-            break;
-        }
-        ctx.progress
-            .report((10 * tick) as f64, Some(p.ms as f64), None);
-        tick += 1;
+    });
+    let finished = worker
+        .await
+        .map_err(|e| RpcError::internal(format!("sleep worker failed: {e}")))?;
+    drop(stop);
+    if finished {
+        Ok(SleepResult { slept: ms })
+    } else {
+        Err(RpcError::new(ErrorKind::Cancelled, "cancelled"))
     }
-    Ok(SleepResult { slept: p.ms })
 }
 
 async fn alloc(p: AllocParams, _ctx: RequestContext) -> Result<AllocResult, RpcError> {

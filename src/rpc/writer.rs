@@ -68,23 +68,25 @@ where
                 }
                 next = rx.try_recv().ok();
             }
-            if !failed && !buf.is_empty() {
-                if let Err(e) = out.write_all(&buf).await {
-                    tracing::warn!(error = %e, "cannot write to the output; discarding further messages");
-                    failed = true;
-                    broken.cancel();
-                }
+            if !failed
+                && !buf.is_empty()
+                && let Err(e) = out.write_all(&buf).await
+            {
+                tracing::warn!(error = %e, "cannot write to the output; discarding further messages");
+                failed = true;
+                broken.cancel();
             }
             buf.clear();
             if buf.capacity() > 4 * MAX_BATCH {
                 buf.shrink_to(64 * 1024);
             }
-            if !failed && (rx.is_empty() || closing.is_some()) {
-                if let Err(e) = out.flush().await {
-                    tracing::warn!(error = %e, "cannot flush the output");
-                    failed = true;
-                    broken.cancel();
-                }
+            if !failed
+                && (rx.is_empty() || closing.is_some())
+                && let Err(e) = out.flush().await
+            {
+                tracing::warn!(error = %e, "cannot flush the output");
+                failed = true;
+                broken.cancel();
             }
             if let Some(ack) = closing.take() {
                 let _ = ack.send(());
