@@ -2,9 +2,13 @@
 //! over stdio (see `PROTOCOL.md` in the shared docs and the README).
 //!
 //! - [`rpc`]: the protocol engine (framing, dispatch, scheduling, lifecycle).
+//! - [`engine`]: chunking, sparse vectors, ingest and search (no JSON-RPC).
+//! - [`store`]: the vector store trait and its embedded Qdrant backend.
 //! - [`methods`]: the method table of `quarry serve`.
 //! - [`logging`]: `tracing` to stderr through a lossy, non-blocking writer.
 
+pub mod engine;
 pub mod logging;
 pub mod methods;
 pub mod rpc;
+pub mod store;

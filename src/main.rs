@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchFilter};
 use quarry::logging::{self, LogFormat};
 use quarry::rpc::{self, ServerConfig, transport};
+use quarry::store::edge::EdgeStore;
+use tokio_util::sync::CancellationToken;
 
 /// Quarry: a sidecar ingestion-and-search engine speaking JSON-RPC 2.0 over stdio.
 #[derive(Parser, Debug)]
@@ -20,8 +24,87 @@ struct Cli {
 enum Command {
     /// Serve JSON-RPC 2.0 on stdin/stdout, one message per line (logs go to stderr).
     Serve(ServeArgs),
+    /// Index a folder (same engine and data folder as `serve`, no JSON-RPC).
+    Ingest(IngestArgs),
+    /// Search the index and print `path:start-end  score  snippet`.
+    Search(SearchArgs),
     /// Write or check the machine-readable contract (OpenRPC + JSON Schema).
     Schemas(SchemasArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct StoreArgs {
+    /// Where collections are stored (default: the platform data folder, e.g.
+    /// ~/.local/share/quarry).
+    #[arg(long, env = "QUARRY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Files larger than this many bytes are skipped.
+    #[arg(long, env = "QUARRY_MAX_FILE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_file_bytes: u64,
+    /// Term normalisation: `code` (no stemming, no stopwords) or `prose`.
+    #[arg(long, env = "QUARRY_PROFILE", value_enum, default_value_t = quarry::engine::text::Profile::Code)]
+    profile: quarry::engine::text::Profile,
+}
+
+impl StoreArgs {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .map(|d| d.join("quarry"))
+                .unwrap_or_else(|| PathBuf::from("quarry-data"))
+        })
+    }
+
+    /// Opens the store and the engine.
+    fn open(&self) -> Result<Arc<Engine>, String> {
+        let dir = self.data_dir();
+        let store = EdgeStore::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = EngineConfig {
+            max_file_bytes: self.max_file_bytes,
+            profile: self.profile,
+            ..EngineConfig::default()
+        };
+        Engine::new(Arc::new(store), config)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// The folder to index.
+    dir: PathBuf,
+    /// Collection name.
+    #[arg(long, default_value = quarry::engine::DEFAULT_COLLECTION)]
+    collection: String,
+    /// Only files matching these globs (repeatable).
+    #[arg(long)]
+    include: Vec<String>,
+    /// Not the files matching these globs (repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// The query.
+    query: String,
+    /// Most hits.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// Collection name.
+    #[arg(long, default_value = quarry::engine::DEFAULT_COLLECTION)]
+    collection: String,
+    /// Only documents under this path.
+    #[arg(long)]
+    path_prefix: Option<PathBuf>,
+    /// Only documents of this language (repeatable).
+    #[arg(long = "language")]
+    languages: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args, Debug)]
@@ -46,6 +129,8 @@ struct ServeArgs {
     /// Log format on stderr (RUST_LOG sets the level).
     #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +147,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Ingest(args) => ingest(args),
+        Command::Search(args) => search(args),
         Command::Schemas(args) => schemas(args),
     }
 }
@@ -84,7 +171,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         debug_methods: args.debug_methods,
         ..ServerConfig::default()
     };
-    let router = quarry::methods::router(args.debug_methods);
+    let engine = match args.store.open() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("cannot open the store: {e}");
+            drop(guard);
+            return ExitCode::from(2);
+        }
+    };
+    let router = quarry::methods::router(args.debug_methods, Some(engine));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,9 +207,103 @@ fn serve(args: ServeArgs) -> ExitCode {
     std::process::exit(code);
 }
 
+fn ingest(args: IngestArgs) -> ExitCode {
+    let _guard = logging::init(LogFormat::Text);
+    let engine = match args.store.open() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("quarry: cannot open the store: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |p: quarry::engine::Progress| {
+        bar.set_length(p.files_total);
+        bar.set_position(p.files_done);
+        bar.set_message(format!("{:.1} MB", p.bytes as f64 / 1e6));
+    };
+    let options = IngestDirOptions {
+        include: args.include,
+        exclude: args.exclude,
+    };
+    let result = engine.ingest_dir(
+        Some(&args.collection),
+        &args.dir,
+        &options,
+        &CancellationToken::new(),
+        &progress,
+    );
+    bar.finish_and_clear();
+    match result {
+        Ok(r) => {
+            for s in &r.skipped {
+                eprintln!("skipped {}: {}", s.path, s.reason);
+            }
+            println!(
+                "{} files ({} unchanged), {} chunks written, {} removed, {} skipped in {:.2} s",
+                r.files,
+                r.unchanged,
+                r.chunks,
+                r.removed,
+                r.skipped.len(),
+                r.elapsed_ms as f64 / 1000.0
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn search(args: SearchArgs) -> ExitCode {
+    let _guard = logging::init(LogFormat::Text);
+    let engine = match args.store.open() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("quarry: cannot open the store: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = SearchFilter {
+        path_prefix: args.path_prefix,
+        languages: args.languages,
+    };
+    match engine.search(
+        Some(&args.collection),
+        &args.query,
+        args.limit.clamp(1, 100),
+        &filter,
+    ) {
+        Ok(r) => {
+            for h in &r.hits {
+                println!("{}:{}-{}  {:.3}", h.path, h.start_line, h.end_line, h.score);
+                for line in h.snippet.lines() {
+                    println!("    {line}");
+                }
+            }
+            if r.hits.is_empty() {
+                eprintln!("no hits");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn schemas(args: SchemasArgs) -> ExitCode {
     let files = rpc::schema::files(
-        &quarry::methods::router(true),
+        &quarry::methods::router(true, None),
         &quarry::methods::notifications(),
     );
     let mut drift = Vec::new();

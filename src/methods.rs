@@ -1,12 +1,327 @@
-//! The method table of `quarry serve`: control methods, test aids, and (later) the engine.
+//! The method table of `quarry serve`: control methods, test aids, and the engine
+//! methods of PROTOCOL.md §9, with the one mapping of engine errors to protocol errors.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::engine::{
+    CollectionInfo, Engine, EngineError, IngestDirOptions, IngestDirResult, IngestResult,
+    SearchFilter, SearchResult,
+};
 use crate::rpc::schema::{OutgoingNotification, core_notifications};
-use crate::rpc::{Router, debug, register_control};
+use crate::rpc::{ErrorKind, RequestContext, Router, RpcError, debug, register_control};
+
+/// Most hits one search may ask for.
+pub const MAX_LIMIT: u32 = 100;
+
+/// Maps an engine error to its protocol error (PROTOCOL.md §8).
+pub fn rpc_error(e: EngineError) -> RpcError {
+    match e {
+        EngineError::NotFound(m) => RpcError::new(ErrorKind::NotFound, m),
+        EngineError::InvalidPath(m) => RpcError::new(ErrorKind::InvalidPath, m),
+        EngineError::UnsupportedContent(m) => RpcError::new(ErrorKind::UnsupportedContent, m),
+        EngineError::InvalidInput { field, message } => RpcError::invalid_params(field, message),
+        EngineError::Cancelled => RpcError::new(ErrorKind::Cancelled, "cancelled"),
+        EngineError::Storage(s) => RpcError::new(ErrorKind::Storage, s.to_string()),
+    }
+}
+
+/// `collections/create` and `collections/delete` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CollectionName {
+    /// Collection name: 1–64 letters, digits, `_` or `-`.
+    pub name: String,
+}
+
+/// `collections/list` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CollectionsList {
+    /// Every collection, by name.
+    pub collections: Vec<CollectionInfo>,
+}
+
+/// `collections/create` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CollectionCreated {
+    /// The name.
+    pub name: String,
+    /// False when it already existed.
+    pub created: bool,
+}
+
+/// `collections/delete` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CollectionDeleted {
+    /// The name.
+    pub name: String,
+    /// False when it did not exist.
+    pub deleted: bool,
+}
+
+/// `documents/ingest` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct IngestParams {
+    /// The file (absolute or relative to the server's working directory); with
+    /// `content`, only the document's name.
+    pub path: String,
+    /// Collection (default `"default"`, created on first use).
+    pub collection: Option<String>,
+    /// The text to index instead of reading `path`.
+    pub content: Option<String>,
+    /// Stored with every chunk of the document.
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// `documents/ingestDir` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct IngestDirParams {
+    /// The folder (absolute or relative to the server's working directory).
+    pub root: String,
+    /// Collection (default `"default"`, created on first use).
+    pub collection: Option<String>,
+    /// Only files matching one of these globs (gitignore syntax, relative to `root`).
+    pub include: Option<Vec<String>>,
+    /// Not the files matching one of these globs.
+    pub exclude: Option<Vec<String>>,
+}
+
+/// `documents/delete` params: `path` (a file or a folder), `documentId`, or both.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteParams {
+    /// A file, or a folder (every document under it).
+    pub path: Option<String>,
+    /// A document id from `documents/ingest` or a search hit.
+    pub document_id: Option<String>,
+    /// Collection (default `"default"`).
+    pub collection: Option<String>,
+}
+
+/// `documents/delete` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Deleted {
+    /// Documents deleted.
+    pub deleted: u64,
+}
+
+/// `search/query` filter.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryFilter {
+    /// Only documents at this path or under this folder.
+    pub path_prefix: Option<String>,
+    /// Only documents of these languages (`python`, `rust`, `markdown`, ...).
+    pub languages: Option<Vec<String>>,
+}
+
+/// `search/query` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct QueryParams {
+    /// Words, identifiers or a description.
+    pub query: String,
+    /// Collection (default `"default"`).
+    pub collection: Option<String>,
+    /// Most hits (1–100, default 10).
+    pub limit: Option<u32>,
+    /// Restrictions.
+    pub filter: Option<QueryFilter>,
+}
+
+/// Runs blocking engine work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, RpcError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RpcError::internal(format!("engine task failed: {e}")))?
+        .map_err(rpc_error)
+}
+
+fn engine_or_error(engine: &Option<Arc<Engine>>) -> Result<Arc<Engine>, RpcError> {
+    engine
+        .clone()
+        .ok_or_else(|| RpcError::new(ErrorKind::Storage, "no engine in this process"))
+}
+
+/// Registers the engine methods (§9). `engine` is `None` only to document them.
+pub fn register_engine(router: &mut Router, engine: Option<Arc<Engine>>) {
+    let e = engine.clone();
+    router.method(
+        "collections/list",
+        "Every collection with its chunk (`points`) and document counts.",
+        move |_: crate::rpc::control::Empty, _ctx| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let collections = blocking(move || engine.collections()).await?;
+                Ok(CollectionsList { collections })
+            }
+        },
+    );
+    let e = engine.clone();
+    router.method(
+        "collections/create",
+        "Creates a collection (no-op if it exists).",
+        move |p: CollectionName, _ctx| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let name = p.name.clone();
+                let created = blocking(move || engine.create_collection(&name)).await?;
+                Ok(CollectionCreated {
+                    name: p.name,
+                    created,
+                })
+            }
+        },
+    );
+    let e = engine.clone();
+    router.method(
+        "collections/delete",
+        "Deletes a collection and everything in it.",
+        move |p: CollectionName, _ctx| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let name = p.name.clone();
+                let deleted = blocking(move || engine.delete_collection(&name)).await?;
+                Ok(CollectionDeleted {
+                    name: p.name,
+                    deleted,
+                })
+            }
+        },
+    );
+    let e = engine.clone();
+    router.method(
+        "documents/ingest",
+        "Indexes one file (or given content), idempotently by content hash.",
+        move |p: IngestParams, _ctx| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let r: IngestResult = blocking(move || {
+                    let metadata = p.metadata.map(Value::Object);
+                    engine.ingest(
+                        p.collection.as_deref(),
+                        &PathBuf::from(&p.path),
+                        p.content,
+                        metadata.as_ref(),
+                    )
+                })
+                .await?;
+                Ok(r)
+            }
+        },
+    );
+    let e = engine.clone();
+    router.method(
+        "documents/ingestDir",
+        "Indexes every text file under a folder (honouring .gitignore), removes vanished ones; reports progress.",
+        move |p: IngestDirParams, ctx: RequestContext| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let r: IngestDirResult = blocking(move || {
+                    let options = IngestDirOptions {
+                        include: p.include.unwrap_or_default(),
+                        exclude: p.exclude.unwrap_or_default(),
+                    };
+                    let last = std::sync::Mutex::new(None::<Instant>);
+                    let progress = |pr: crate::engine::Progress| {
+                        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+                            || pr.files_done == pr.files_total;
+                        if due {
+                            *last = Some(Instant::now());
+                            let msg = format!(
+                                "{}/{} files, {:.1} MB",
+                                pr.files_done,
+                                pr.files_total,
+                                pr.bytes as f64 / 1e6
+                            );
+                            ctx.progress.report(
+                                pr.files_done as f64,
+                                Some(pr.files_total as f64),
+                                Some(&msg),
+                            );
+                        }
+                    };
+                    engine.ingest_dir(
+                        p.collection.as_deref(),
+                        &PathBuf::from(&p.root),
+                        &options,
+                        &ctx.cancel,
+                        &progress,
+                    )
+                })
+                .await?;
+                Ok(r)
+            }
+        },
+    );
+    let e = engine.clone();
+    router.method(
+        "documents/delete",
+        "Deletes documents by path (a file or a folder) and/or documentId.",
+        move |p: DeleteParams, _ctx| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let deleted = blocking(move || {
+                    engine.delete_documents(
+                        p.collection
+                            .as_deref()
+                            .unwrap_or(crate::engine::DEFAULT_COLLECTION),
+                        p.path.as_deref().map(std::path::Path::new),
+                        p.document_id.as_deref(),
+                    )
+                })
+                .await?;
+                Ok(Deleted { deleted })
+            }
+        },
+    );
+    let e = engine;
+    router.method(
+        "search/query",
+        "Ranked chunks for a query, deduplicated per chunk, with snippets.",
+        move |p: QueryParams, _ctx| {
+            let e = e.clone();
+            async move {
+                let engine = engine_or_error(&e)?;
+                let limit = p.limit.unwrap_or(10);
+                if limit == 0 || limit > MAX_LIMIT {
+                    return Err(RpcError::invalid_params(
+                        "limit",
+                        format!("must be between 1 and {MAX_LIMIT}"),
+                    ));
+                }
+                let r: SearchResult = blocking(move || {
+                    let f = p.filter.unwrap_or_default();
+                    let filter = SearchFilter {
+                        path_prefix: f.path_prefix.map(PathBuf::from),
+                        languages: f.languages.unwrap_or_default(),
+                    };
+                    engine.search(p.collection.as_deref(), &p.query, limit as usize, &filter)
+                })
+                .await?;
+                Ok(r)
+            }
+        },
+    );
+}
 
 /// Every method `quarry serve` answers; the `debug/*` test aids only when `debug`.
-pub fn router(debug: bool) -> Router {
+pub fn router(debug: bool, engine: Option<Arc<Engine>>) -> Router {
     let mut router = Router::new();
     register_control(&mut router);
+    register_engine(&mut router, engine);
     if debug {
         debug::register(&mut router);
     }

@@ -27,6 +27,8 @@ pub struct Sidecar {
     pub stderr: Arc<Mutex<Vec<u8>>>,
     /// The `sidecar/ready` params.
     pub ready: Value,
+    /// The data folder, when this helper made it.
+    pub data: Option<tempfile::TempDir>,
 }
 
 impl Sidecar {
@@ -44,6 +46,15 @@ impl Sidecar {
             .stderr(Stdio::piped());
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "debug");
+        }
+        // Hermetic: a fresh data folder unless the caller chose one.
+        let mut data = None;
+        if !cmd.get_envs().any(|(k, _)| k == "QUARRY_DATA_DIR")
+            && !cmd.get_args().any(|a| a == "--data-dir")
+        {
+            let dir = tempfile::tempdir().expect("temp dir");
+            cmd.env("QUARRY_DATA_DIR", dir.path());
+            data = Some(dir);
         }
         let mut child = cmd.spawn().expect("spawn quarry");
         let stdout = child.stdout.take().expect("stdout");
@@ -82,11 +93,23 @@ impl Sidecar {
             stash: VecDeque::new(),
             stderr,
             ready: Value::Null,
+            data,
         };
         let ready = s.recv();
         assert_eq!(ready["method"], "sidecar/ready", "first message: {ready}");
         s.ready = ready["params"].clone();
         s
+    }
+
+    /// `quarry serve --debug-methods --data-dir DATA ARGS`.
+    pub fn spawn_in(data: &std::path::Path, args: &[&str]) -> Sidecar {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--debug-methods")
+            .arg("--data-dir")
+            .arg(data)
+            .args(args);
+        Sidecar::spawn_cmd(cmd)
     }
 
     pub fn pid(&self) -> i32 {

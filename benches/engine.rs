@@ -1,0 +1,293 @@
+//! Engine benchmark on a real corpus: ingest speed and peak memory, re-ingest of an
+//! unchanged tree, search latency, and retrieval quality of the term profiles.
+//!
+//! `cargo bench --bench engine [-- CORPUS]`; default corpus: the standard library of the
+//! machine's `python3` without `site-packages` and `__pycache__`.
+//! Each ingest runs in a fresh child process (this binary with `--child`) so that its
+//! peak RSS is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quarry::engine::text::Profile;
+use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchFilter};
+use quarry::store::edge::EdgeStore;
+use tokio_util::sync::CancellationToken;
+
+/// (query, file that should rank first — any of the `|`-separated path suffixes).
+const JUDGED: &[(&str, &str)] = &[
+    ("dedent", "textwrap.py"),
+    ("remove common leading whitespace from lines", "textwrap.py"),
+    ("split a string using shell-like syntax", "shlex.py"),
+    ("convert a color from RGB to HSV", "colorsys.py"),
+    ("insert an item into a sorted list", "bisect.py"),
+    ("heap queue algorithm", "heapq.py"),
+    (
+        "translate a shell pattern to a regular expression",
+        "fnmatch.py",
+    ),
+    ("parse command line arguments", "argparse.py"),
+    ("deep copy of an object", "copy.py"),
+    ("compare sequences and compute differences", "difflib.py"),
+    ("SequenceMatcher", "difflib.py"),
+    ("unified_diff", "difflib.py"),
+    ("encode binary data as base64", "base64.py"),
+    ("namedtuple", "collections/__init__.py"),
+    ("urlsplit", "urllib/parse.py"),
+    ("parse a URL into components", "urllib/parse.py"),
+    ("create a temporary directory", "tempfile.py"),
+    ("pretty print a data structure", "pprint.py"),
+    ("ThreadPoolExecutor", "concurrent/futures/thread.py"),
+    ("lru_cache", "functools.py"),
+    ("rational numbers", "fractions.py"),
+    ("getLogger", "logging/__init__.py"),
+    ("copytree", "shutil.py"),
+    ("compress a file with gzip", "gzip.py"),
+    ("JSONEncoder", "json/encoder.py"),
+    (
+        "run a command in a subprocess and capture its output",
+        "subprocess.py",
+    ),
+    ("send mail with SMTP", "smtplib.py"),
+    ("read and write CSV files", "csv.py"),
+    ("http request handler server", "http/server.py"),
+    ("wrap text to a given width", "textwrap.py"),
+];
+
+fn stdlib() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig;print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .expect("python3");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn options() -> IngestDirOptions {
+    IngestDirOptions {
+        include: vec![],
+        exclude: vec!["site-packages/".into(), "__pycache__/".into()],
+    }
+}
+
+fn open(data: &Path, profile: Profile) -> Engine {
+    let store = EdgeStore::open(data).expect("store");
+    Engine::new(
+        Arc::new(store),
+        EngineConfig {
+            profile,
+            ..EngineConfig::default()
+        },
+    )
+    .expect("engine")
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Child: ingest `corpus` into `data` and print one line of figures.
+fn child(corpus: &Path, data: &Path, profile: Profile) {
+    let engine = open(data, profile);
+    let t = Instant::now();
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    let r = engine
+        .ingest_dir(None, corpus, &options(), &CancellationToken::new(), &|p| {
+            bytes.store(p.bytes, std::sync::atomic::Ordering::Relaxed);
+        })
+        .expect("ingest");
+    let secs = t.elapsed().as_secs_f64();
+    let skipped_binary = r
+        .skipped
+        .iter()
+        .filter(|s| s.reason.contains("binary"))
+        .count();
+    println!(
+        "{} {} {} {} {:.3} {:.1} {}",
+        r.files,
+        r.chunks,
+        r.unchanged,
+        bytes.load(std::sync::atomic::Ordering::Relaxed),
+        secs,
+        peak_rss_mb(),
+        skipped_binary
+    );
+}
+
+struct IngestFigures {
+    files: u64,
+    chunks: u64,
+    unchanged: u64,
+    bytes: u64,
+    secs: f64,
+    rss_mb: f64,
+    skipped_binary: u64,
+}
+
+fn run_child(corpus: &Path, data: &Path, profile: Profile) -> IngestFigures {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("--child")
+        .arg(corpus)
+        .arg(data)
+        .arg(match profile {
+            Profile::Code => "code",
+            Profile::Prose => "prose",
+        })
+        .output()
+        .expect("child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    IngestFigures {
+        files: f[0].parse().unwrap(),
+        chunks: f[1].parse().unwrap(),
+        unchanged: f[2].parse().unwrap(),
+        bytes: f[3].parse().unwrap(),
+        secs: f[4].parse().unwrap(),
+        rss_mb: f[5].parse().unwrap(),
+        skipped_binary: f[6].parse().unwrap(),
+    }
+}
+
+fn pct(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// hit@1 and MRR@10 of the judged queries.
+fn quality(engine: &Engine) -> (f64, f64, Vec<String>) {
+    let mut hits1 = 0.0;
+    let mut mrr = 0.0;
+    let mut misses = Vec::new();
+    for (q, want) in JUDGED {
+        let r = engine
+            .search(None, q, 10, &SearchFilter::default())
+            .expect("search");
+        let rank = r
+            .hits
+            .iter()
+            .map(|h| h.path.clone())
+            .fold(Vec::<String>::new(), |mut acc, p| {
+                if !acc.contains(&p) {
+                    acc.push(p);
+                }
+                acc
+            })
+            .iter()
+            .position(|p| want.split('|').any(|w| p.ends_with(&format!("/{w}"))));
+        match rank {
+            Some(0) => {
+                hits1 += 1.0;
+                mrr += 1.0;
+            }
+            Some(k) => {
+                mrr += 1.0 / (k as f64 + 1.0);
+                misses.push(format!("{q:?} → rank {}", k + 1));
+            }
+            None => misses.push(format!(
+                "{q:?} → not in top 10 (top: {})",
+                r.hits.first().map_or("-", |h| h.path.as_str())
+            )),
+        }
+    }
+    let n = JUDGED.len() as f64;
+    (hits1 / n, mrr / n, misses)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        let profile = if args[4] == "prose" {
+            Profile::Prose
+        } else {
+            Profile::Code
+        };
+        child(Path::new(&args[2]), Path::new(&args[3]), profile);
+        return;
+    }
+    let corpus = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .unwrap_or_else(stdlib);
+    println!("Quarry engine benchmark — corpus {}", corpus.display());
+    let mut quality_rows = Vec::new();
+    for profile in [Profile::Code, Profile::Prose] {
+        let data = tempfile::tempdir().expect("temp");
+        let first = run_child(&corpus, data.path(), profile);
+        let again = run_child(&corpus, data.path(), profile);
+        let engine = open(data.path(), profile);
+        let (h1, mrr, misses) = quality(&engine);
+        quality_rows.push((profile, h1, mrr, misses));
+        if profile != Profile::Code {
+            continue;
+        }
+        println!("\n| ingest (profile code, fresh process) | figure |\n|---|---|");
+        println!(
+            "| text files indexed | {} ({} binary skipped) |",
+            first.files, first.skipped_binary
+        );
+        println!("| bytes read | {:.1} MB |", first.bytes as f64 / 1e6);
+        println!(
+            "| chunks | {} ({:.1} per file) |",
+            first.chunks,
+            first.chunks as f64 / first.files as f64
+        );
+        println!("| wall time | {:.2} s (target < 20 s) |", first.secs);
+        println!("| files/s | {:.0} |", first.files as f64 / first.secs);
+        println!("| MB/s | {:.1} |", first.bytes as f64 / 1e6 / first.secs);
+        println!("| chunks/s | {:.0} |", first.chunks as f64 / first.secs);
+        println!("| peak RSS | {:.0} MB |", first.rss_mb);
+        println!(
+            "| re-ingest, nothing changed | {:.2} s ({} unchanged, {:.1}× faster) |",
+            again.secs,
+            again.unchanged,
+            first.secs / again.secs
+        );
+        // Search latency over the judged queries, repeated.
+        let mut lat = Vec::new();
+        for _ in 0..10 {
+            for (q, _) in JUDGED {
+                let t = Instant::now();
+                engine
+                    .search(None, q, 10, &SearchFilter::default())
+                    .expect("search");
+                lat.push(t.elapsed());
+            }
+        }
+        lat.sort();
+        println!(
+            "| search latency, {} queries × 10, limit 10 | p50 {:.2} ms, p99 {:.2} ms (target p50 ≤ 10 ms) |",
+            JUDGED.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+    println!(
+        "\n| profile | hit@1 | MRR@10 | ({} judged queries: defining file first) |\n|---|---|---|---|",
+        JUDGED.len()
+    );
+    for (profile, h1, mrr, _) in &quality_rows {
+        println!("| {profile:?} | {:.2} | {:.3} | |", h1, mrr);
+    }
+    for (profile, _, _, misses) in &quality_rows {
+        for m in misses {
+            println!("  {profile:?} miss: {m}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The domain: chunking, sparse vectors, ingest and search over a [`Store`]. Knows
+//! nothing of JSON-RPC; every call is synchronous (run it on a blocking thread) and
+//! long ones take a [`CancellationToken`] and a progress callback.
+
+pub mod chunk;
+mod ingest;
+mod search;
+pub mod text;
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+pub use ingest::{IngestDirOptions, IngestDirResult, IngestResult, Skipped};
+pub use search::{SearchFilter, SearchHit, SearchResult};
+
+use crate::store::{CollectionSpec, Condition, Filter, Store, StoreError};
+use chunk::ChunkParams;
+use text::{Bm25Params, Embedder, Profile};
+
+/// The collection used when none is named.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// Payload field names.
+pub(crate) mod field {
+    pub const PATH: &str = "path";
+    pub const SCOPES: &str = "scopes";
+    pub const DOCUMENT_ID: &str = "documentId";
+    pub const LANGUAGE: &str = "language";
+    pub const CONTENT_HASH: &str = "contentHash";
+    pub const CHUNK_INDEX: &str = "chunkIndex";
+    pub const START_LINE: &str = "startLine";
+    pub const END_LINE: &str = "endLine";
+    pub const TEXT: &str = "text";
+    pub const METADATA: &str = "metadata";
+}
+
+/// Engine failures, each mapped to one protocol error kind.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such document, collection or path.
+    #[error("{0}")]
+    NotFound(String),
+    /// A path that cannot be used (unreadable, not a file or folder).
+    #[error("{0}")]
+    InvalidPath(String),
+    /// A file that cannot be read as text.
+    #[error("{0}")]
+    UnsupportedContent(String),
+    /// A bad argument: `field` names it.
+    #[error("{field}: {message}")]
+    InvalidInput {
+        /// The offending parameter.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Stopped by cancellation or deadline.
+    #[error("cancelled")]
+    Cancelled,
+    /// The store failed.
+    #[error(transparent)]
+    Storage(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoCollection(name) => {
+                EngineError::NotFound(format!("no such collection: {name}"))
+            }
+            StoreError::InvalidName(_) => EngineError::InvalidInput {
+                field: "collection",
+                message: e.to_string(),
+            },
+            other => EngineError::Storage(other),
+        }
+    }
+}
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Files larger than this (bytes) are skipped.
+    pub max_file_bytes: u64,
+    /// Files read, chunked and embedded in parallel.
+    pub workers: usize,
+    /// Term normalisation.
+    pub profile: Profile,
+    /// BM25 parameters.
+    pub bm25: Bm25Params,
+    /// Chunking parameters.
+    pub chunking: ChunkParams,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_file_bytes: 4 * 1024 * 1024,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            profile: Profile::default(),
+            bm25: Bm25Params::default(),
+            chunking: ChunkParams::default(),
+        }
+    }
+}
+
+/// One collection in `collections/list`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CollectionInfo {
+    /// Name.
+    pub name: String,
+    /// Chunks stored.
+    pub points: u64,
+    /// Documents (files) stored.
+    pub documents: u64,
+}
+
+/// Progress of a long operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Files done.
+    pub files_done: u64,
+    /// Files in total.
+    pub files_total: u64,
+    /// Bytes read so far.
+    pub bytes: u64,
+}
+
+/// The engine: one per data folder.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    embedder: Embedder,
+    config: EngineConfig,
+    /// Serialises writers per collection, so two ingests of one file cannot interleave.
+    writers: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Absolute, lexically normalised form of `path` (relative to the working directory).
+pub fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Stable id of a document: the first 16 hex digits of BLAKE3 of its absolute path.
+pub fn document_id(path: &str) -> String {
+    blake3::hash(path.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// `path` and each of its ancestors, as strings (the `scopes` payload field).
+fn scopes(path: &Path) -> Vec<String> {
+    path.ancestors()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Engine {
+    /// An engine over `store`.
+    ///
+    /// Errors: invalid BM25 parameters.
+    pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Result<Self, EngineError> {
+        let embedder = Embedder::new(config.profile, config.bm25).map_err(|message| {
+            EngineError::InvalidInput {
+                field: "bm25",
+                message,
+            }
+        })?;
+        Ok(Engine {
+            store,
+            embedder,
+            config,
+            writers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn spec() -> CollectionSpec {
+        CollectionSpec {
+            keyword_fields: vec![
+                field::PATH,
+                field::SCOPES,
+                field::DOCUMENT_ID,
+                field::LANGUAGE,
+                field::CONTENT_HASH,
+            ],
+            integer_fields: vec![field::CHUNK_INDEX],
+            dense_dim: None,
+        }
+    }
+
+    fn writer(&self, collection: &str) -> Arc<Mutex<()>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(collection.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Creates `name` if it does not exist; `true` if it was created.
+    pub fn create_collection(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.store.create_collection(name, &Self::spec())?)
+    }
+
+    /// Deletes `name`; `false` if it did not exist.
+    pub fn delete_collection(&self, name: &str) -> Result<bool, EngineError> {
+        let w = self.writer(name);
+        let _g = w.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.store.delete_collection(name)?)
+    }
+
+    /// Every collection with its point and document counts.
+    pub fn collections(&self) -> Result<Vec<CollectionInfo>, EngineError> {
+        let mut out = Vec::new();
+        for name in self.store.collections()? {
+            let points = self.store.count(&name, None)? as u64;
+            let documents = self.store.count(
+                &name,
+                Some(&Filter::must(Condition::Integer(field::CHUNK_INDEX, 0))),
+            )? as u64;
+            out.push(CollectionInfo {
+                name,
+                points,
+                documents,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes documents by path (a file, or a folder: everything under it) and/or
+    /// document id. Returns how many documents were deleted.
+    ///
+    /// Errors: neither given (`InvalidInput`), unknown collection (`NotFound`).
+    pub fn delete_documents(
+        &self,
+        collection: &str,
+        path: Option<&Path>,
+        document_id: Option<&str>,
+    ) -> Result<u64, EngineError> {
+        let mut filter = Filter::default();
+        if let Some(p) = path {
+            filter = filter.and(Condition::Keyword(
+                field::SCOPES,
+                absolute(p).to_string_lossy().into_owned(),
+            ));
+        }
+        if let Some(id) = document_id {
+            filter = filter.and(Condition::Keyword(field::DOCUMENT_ID, id.to_owned()));
+        }
+        if filter.must.is_empty() {
+            return Err(EngineError::InvalidInput {
+                field: "path",
+                message: "give a path or a documentId".into(),
+            });
+        }
+        let w = self.writer(collection);
+        let _g = w.lock().unwrap_or_else(|e| e.into_inner());
+        let docs = self.store.count(
+            collection,
+            Some(
+                &filter
+                    .clone()
+                    .and(Condition::Integer(field::CHUNK_INDEX, 0)),
+            ),
+        )? as u64;
+        self.store.delete(collection, &filter)?;
+        self.store.flush(collection)?;
+        Ok(docs)
+    }
+}

@@ -1,0 +1,179 @@
+//! The vector store behind a small trait, so that the engine never sees a backend's
+//! types. [`edge::EdgeStore`] is the default: an embedded Qdrant shard per collection
+//! (the `qdrant-edge` crate), persisted under the data folder.
+//!
+//! Every call is synchronous and may block on disk: call it from a blocking thread.
+
+pub mod edge;
+
+use serde_json::{Map, Value};
+
+/// A sparse vector: parallel `indices` (term ids) and `values` (weights).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseVector {
+    /// Term ids, unique.
+    pub indices: Vec<u32>,
+    /// Weights, same length as `indices`.
+    pub values: Vec<f32>,
+}
+
+/// One point: an id, its vectors and its payload.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Stable id (the engine derives it from the chunk's identity).
+    pub id: u64,
+    /// The `sparse` named vector (BM25 term weights; IDF is applied by the store).
+    pub sparse: SparseVector,
+    /// The `dense` named vector, when the collection has one.
+    pub dense: Option<Vec<f32>>,
+    /// Payload object.
+    pub payload: Map<String, Value>,
+}
+
+/// A payload condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Keyword field equals the string (for an array field: any element equals it).
+    Keyword(&'static str, String),
+    /// Keyword field equals one of the strings.
+    KeywordAny(&'static str, Vec<String>),
+    /// Integer field equals the value.
+    Integer(&'static str, i64),
+}
+
+/// A conjunction of conditions, with exclusions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// All must hold.
+    pub must: Vec<Condition>,
+    /// None may hold.
+    pub must_not: Vec<Condition>,
+}
+
+impl Filter {
+    /// A filter of one required condition.
+    pub fn must(c: Condition) -> Self {
+        Filter {
+            must: vec![c],
+            must_not: Vec::new(),
+        }
+    }
+
+    /// Adds a required condition.
+    pub fn and(mut self, c: Condition) -> Self {
+        self.must.push(c);
+        self
+    }
+
+    /// Adds an excluded condition.
+    pub fn and_not(mut self, c: Condition) -> Self {
+        self.must_not.push(c);
+        self
+    }
+}
+
+/// A ranked query: the sparse vector always; the dense one, when given, is fused with it
+/// by reciprocal rank fusion over two prefetches.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Query terms (unit weights; the store applies IDF).
+    pub sparse: SparseVector,
+    /// Query embedding, if the collection has dense vectors.
+    pub dense: Option<Vec<f32>>,
+    /// Restricts the candidates.
+    pub filter: Option<Filter>,
+    /// Most hits returned.
+    pub limit: usize,
+}
+
+/// A scored point.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Point id.
+    pub id: u64,
+    /// Score (higher is better).
+    pub score: f32,
+    /// Payload.
+    pub payload: Map<String, Value>,
+}
+
+/// A point read back without scoring.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Point id.
+    pub id: u64,
+    /// Payload (only the fields asked for).
+    pub payload: Map<String, Value>,
+}
+
+/// How a collection is created.
+#[derive(Debug, Clone, Default)]
+pub struct CollectionSpec {
+    /// Payload fields to index as keywords.
+    pub keyword_fields: Vec<&'static str>,
+    /// Payload fields to index as integers.
+    pub integer_fields: Vec<&'static str>,
+    /// Dimension of the `dense` named vector (cosine), if any.
+    pub dense_dim: Option<usize>,
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The collection does not exist.
+    #[error("no such collection: {0}")]
+    NoCollection(String),
+    /// The collection name is not `[A-Za-z0-9_-]{1,64}`.
+    #[error("invalid collection name {0:?}: use 1-64 letters, digits, '_' or '-'")]
+    InvalidName(String),
+    /// The backend failed.
+    #[error("store failure: {0}")]
+    Backend(String),
+    /// The file system failed.
+    #[error("store I/O failure: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks a collection name: `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(name.to_owned()))
+    }
+}
+
+/// A vector store holding named collections of points.
+pub trait Store: Send + Sync {
+    /// Collection names, sorted.
+    fn collections(&self) -> Result<Vec<String>, StoreError>;
+    /// Creates a collection; `false` if it already existed.
+    fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<bool, StoreError>;
+    /// Deletes a collection and its data; `false` if it did not exist.
+    fn delete_collection(&self, name: &str) -> Result<bool, StoreError>;
+    /// Inserts or replaces points, all or none.
+    fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<(), StoreError>;
+    /// Deletes the points matching `filter`.
+    fn delete(&self, collection: &str, filter: &Filter) -> Result<(), StoreError>;
+    /// Ranked query.
+    fn query(&self, collection: &str, query: &Query) -> Result<Vec<Hit>, StoreError>;
+    /// Exact number of points matching `filter` (all points without one).
+    fn count(&self, collection: &str, filter: Option<&Filter>) -> Result<usize, StoreError>;
+    /// Up to `limit` points matching `filter`, with only the payload `fields`.
+    fn scroll(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        limit: usize,
+        fields: &[&str],
+    ) -> Result<Vec<Record>, StoreError>;
+    /// Makes everything written so far durable.
+    fn flush(&self, collection: &str) -> Result<(), StoreError>;
+    /// Compacts and indexes after bursts of writes (may take a while).
+    fn optimize(&self, collection: &str) -> Result<(), StoreError>;
+}

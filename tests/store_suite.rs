@@ -1,0 +1,166 @@
+//! The store suite, written against the `Store` trait: every backend runs the same
+//! checks. The embedded Qdrant backend runs it on a real data folder here.
+
+use quarry::store::edge::EdgeStore;
+use quarry::store::{
+    CollectionSpec, Condition, Filter, Point, Query, SparseVector, Store, StoreError,
+};
+use serde_json::{Map, Value, json};
+
+fn spec() -> CollectionSpec {
+    CollectionSpec {
+        keyword_fields: vec!["path", "tags"],
+        integer_fields: vec!["n"],
+        dense_dim: None,
+    }
+}
+
+fn point(id: u64, terms: &[(u32, f32)], path: &str, n: i64, tags: &[&str]) -> Point {
+    let mut payload = Map::new();
+    payload.insert("path".into(), json!(path));
+    payload.insert("n".into(), json!(n));
+    payload.insert("tags".into(), json!(tags));
+    Point {
+        id,
+        sparse: SparseVector {
+            indices: terms.iter().map(|t| t.0).collect(),
+            values: terms.iter().map(|t| t.1).collect(),
+        },
+        dense: None,
+        payload,
+    }
+}
+
+fn query(terms: &[u32], filter: Option<Filter>, limit: usize) -> Query {
+    Query {
+        sparse: SparseVector {
+            indices: terms.to_vec(),
+            values: vec![1.0; terms.len()],
+        },
+        dense: None,
+        filter,
+        limit,
+    }
+}
+
+fn ids(hits: &[quarry::store::Hit]) -> Vec<u64> {
+    hits.iter().map(|h| h.id).collect()
+}
+
+/// Every backend must pass this.
+fn suite(store: &dyn Store) {
+    // Collections.
+    assert!(store.collections().unwrap().is_empty());
+    assert!(store.create_collection("c1", &spec()).unwrap());
+    assert!(!store.create_collection("c1", &spec()).unwrap());
+    assert!(store.create_collection("c2", &spec()).unwrap());
+    assert_eq!(store.collections().unwrap(), ["c1", "c2"]);
+    assert!(matches!(
+        store.create_collection("bad name!", &spec()),
+        Err(StoreError::InvalidName(_))
+    ));
+    assert!(matches!(
+        store.count("nope", None),
+        Err(StoreError::NoCollection(_))
+    ));
+
+    // Upsert, count, scroll.
+    let points = vec![
+        point(1, &[(10, 1.0), (11, 1.0)], "/a/x.py", 0, &["/a", "/a/x.py"]),
+        point(2, &[(10, 1.0)], "/a/x.py", 1, &["/a", "/a/x.py"]),
+        point(3, &[(10, 1.0), (12, 2.0)], "/b/y.py", 0, &["/b", "/b/y.py"]),
+        point(4, &[(10, 0.5)], "/b/z.md", 0, &["/b", "/b/z.md"]),
+    ];
+    store.upsert("c1", points.clone()).unwrap();
+    store.flush("c1").unwrap();
+    assert_eq!(store.count("c1", None).unwrap(), 4);
+    assert_eq!(store.count("c2", None).unwrap(), 0);
+    let f = Filter::must(Condition::Keyword("path", "/a/x.py".into()));
+    assert_eq!(store.count("c1", Some(&f)).unwrap(), 2);
+    let f0 = Filter::must(Condition::Integer("n", 0));
+    assert_eq!(store.count("c1", Some(&f0)).unwrap(), 3);
+    let scoped = Filter::must(Condition::Keyword("tags", "/b".into()));
+    assert_eq!(store.count("c1", Some(&scoped)).unwrap(), 2);
+    let any = Filter::must(Condition::KeywordAny(
+        "path",
+        vec!["/a/x.py".into(), "/b/z.md".into()],
+    ));
+    assert_eq!(store.count("c1", Some(&any)).unwrap(), 3);
+    let not = Filter::must(Condition::Keyword("tags", "/b".into()))
+        .and_not(Condition::Keyword("path", "/b/z.md".into()));
+    assert_eq!(store.count("c1", Some(&not)).unwrap(), 1);
+    let recs = store.scroll("c1", Some(&f), 10, &["path"]).unwrap();
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r.payload.get("path"), Some(&json!("/a/x.py")));
+        assert!(r.payload.get("n").is_none(), "only the fields asked for");
+    }
+    assert_eq!(store.scroll("c1", None, 3, &[]).unwrap().len(), 3);
+
+    // Upsert replaces by id.
+    store
+        .upsert("c1", vec![point(4, &[(13, 1.0)], "/b/z.md", 0, &["/b"])])
+        .unwrap();
+    assert_eq!(store.count("c1", None).unwrap(), 4);
+
+    // Ranking: the rare term (12, in one point) outweighs the common one (10, in three),
+    // IDF applied by the store.
+    let hits = store.query("c1", &query(&[10, 12], None, 10)).unwrap();
+    assert_eq!(hits[0].id, 3, "{:?}", ids(&hits));
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(hits[0].payload.get("path"), Some(&Value::from("/b/y.py")));
+    let hits = store.query("c1", &query(&[11], None, 10)).unwrap();
+    assert_eq!(ids(&hits), [1]);
+    let hits = store
+        .query(
+            "c1",
+            &query(
+                &[10],
+                Some(Filter::must(Condition::Keyword("tags", "/a".into()))),
+                10,
+            ),
+        )
+        .unwrap();
+    let mut got = ids(&hits);
+    got.sort();
+    assert_eq!(got, [1, 2]);
+    assert_eq!(store.query("c1", &query(&[10], None, 1)).unwrap().len(), 1);
+    assert!(
+        store
+            .query("c1", &query(&[999], None, 5))
+            .unwrap()
+            .is_empty()
+    );
+
+    // Delete by filter.
+    store.delete("c1", &f).unwrap();
+    assert_eq!(store.count("c1", None).unwrap(), 2);
+    store.optimize("c1").unwrap();
+    assert_eq!(store.count("c1", None).unwrap(), 2);
+    assert_eq!(
+        ids(&store.query("c1", &query(&[12], None, 5)).unwrap()),
+        [3]
+    );
+
+    // Delete collections.
+    assert!(store.delete_collection("c2").unwrap());
+    assert!(!store.delete_collection("c2").unwrap());
+    assert_eq!(store.collections().unwrap(), ["c1"]);
+}
+
+#[test]
+fn embedded_qdrant_passes_the_store_suite_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EdgeStore::open(dir.path()).unwrap();
+        suite(&store);
+    }
+    // Reopened from disk: the same data answers.
+    let store = EdgeStore::open(dir.path()).unwrap();
+    assert_eq!(store.collections().unwrap(), ["c1"]);
+    assert_eq!(store.count("c1", None).unwrap(), 2);
+    assert_eq!(
+        ids(&store.query("c1", &query(&[12], None, 5)).unwrap()),
+        [3]
+    );
+}
