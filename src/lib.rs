@@ -5,6 +5,7 @@
 //! - [`engine`]: chunking, sparse vectors, ingest and search (no JSON-RPC).
 //! - [`store`]: the vector store trait and its embedded Qdrant backend.
 //! - [`methods`]: the method table of `quarry serve`.
+//! - [`supervise`]: `quarry supervise`, the supervisor as a stdio proxy.
 //! - [`logging`]: `tracing` to stderr through a lossy, non-blocking writer.
 
 pub mod engine;
@@ -12,3 +13,4 @@ pub mod logging;
 pub mod methods;
 pub mod rpc;
 pub mod store;
+pub mod supervise;

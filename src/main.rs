@@ -28,8 +28,75 @@ enum Command {
     Ingest(IngestArgs),
     /// Search the index and print `path:start-end  score  snippet`.
     Search(SearchArgs),
+    /// Run CMD (e.g. `quarry serve`) under the supervisor and proxy JSON-RPC on
+    /// stdin/stdout to it (PROTOCOL.md §10).
+    Supervise(SuperviseArgs),
     /// Write or check the machine-readable contract (OpenRPC + JSON Schema).
     Schemas(SchemasArgs),
+}
+
+#[derive(Args, Debug)]
+struct SuperviseArgs {
+    /// Period of `health` checks.
+    #[arg(
+        long,
+        env = "QUARRY_SUPERVISE_HEALTH_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    health_interval_ms: u64,
+    /// Deadline of each `health` check.
+    #[arg(
+        long,
+        env = "QUARRY_SUPERVISE_HEALTH_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    health_timeout_ms: u64,
+    /// Missed checks in a row that mean hung (then restart).
+    #[arg(long, env = "QUARRY_SUPERVISE_HEALTH_FAILURES", default_value_t = 2)]
+    health_failures: u32,
+    /// Restarts allowed within the restart window before giving up.
+    #[arg(long, env = "QUARRY_SUPERVISE_MAX_RESTARTS", default_value_t = 5)]
+    max_restarts: u32,
+    /// The restart-intensity window.
+    #[arg(
+        long,
+        env = "QUARRY_SUPERVISE_RESTART_WINDOW_MS",
+        default_value_t = 60_000
+    )]
+    restart_window_ms: u64,
+    /// Delay before the second restart (the first is immediate); doubles each time.
+    #[arg(
+        long,
+        env = "QUARRY_SUPERVISE_BACKOFF_INITIAL_MS",
+        default_value_t = 250
+    )]
+    backoff_initial_ms: u64,
+    /// Largest restart delay.
+    #[arg(
+        long,
+        env = "QUARRY_SUPERVISE_BACKOFF_MAX_MS",
+        default_value_t = 30_000
+    )]
+    backoff_max_ms: u64,
+    /// Restart the child when its resident memory exceeds this many MiB.
+    #[arg(long, env = "QUARRY_SUPERVISE_MAX_RSS_MB")]
+    max_rss_mb: Option<u64>,
+    /// How long a start may take to send `sidecar/ready`.
+    #[arg(
+        long,
+        env = "QUARRY_SUPERVISE_START_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    start_timeout_ms: u64,
+    /// Longest accepted line from the host, in bytes.
+    #[arg(long, env = "QUARRY_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_message_bytes: u64,
+    /// Log format on stderr (RUST_LOG sets the level).
+    #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The sidecar command, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -149,6 +216,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Ingest(args) => ingest(args),
         Command::Search(args) => search(args),
+        Command::Supervise(args) => supervise(args),
         Command::Schemas(args) => schemas(args),
     }
 }
@@ -204,6 +272,53 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     drop(guard);
     // Do not wait for blocking work that ignored cancellation.
+    std::process::exit(code);
+}
+
+fn supervise(args: SuperviseArgs) -> ExitCode {
+    let (output, input) = match (transport::claim_stdout(), transport::claim_stdin()) {
+        (Ok(o), Ok(i)) => (o, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("quarry: cannot set up stdio: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let guard = logging::init(args.log_format);
+    let ms = Duration::from_millis;
+    let mut config = quarry_supervisor::Config::new(&args.command[0], &args.command[1..]);
+    config.health_interval = ms(args.health_interval_ms);
+    config.health_timeout = ms(args.health_timeout_ms);
+    config.health_failures = args.health_failures.max(1);
+    config.start_timeout = ms(args.start_timeout_ms);
+    config.max_rss = args.max_rss_mb.map(|mb| mb * 1024 * 1024);
+    config.restart.max_restarts = args.max_restarts;
+    config.restart.window = ms(args.restart_window_ms);
+    config.restart.initial = ms(args.backoff_initial_ms);
+    config.restart.max = ms(args.backoff_max_ms.max(args.backoff_initial_ms));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(2);
+        }
+    };
+    let max = usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX);
+    let result = runtime.block_on(async move {
+        let input = transport::async_input(input)?;
+        let output = transport::async_output(output)?;
+        quarry::supervise::run(config, input, output, max).await
+    });
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "supervisor failed");
+            2
+        }
+    };
+    drop(guard);
     std::process::exit(code);
 }
 

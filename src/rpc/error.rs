@@ -157,6 +157,11 @@ impl RpcError {
         .with("details", json!({ "field": field, "message": message }))
     }
 
+    /// The kind whose `data.kind` string is `kind`.
+    pub fn kind_named(kind: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
     /// -32603 for bugs.
     pub fn internal(message: impl Into<String>) -> Self {
         RpcError::new(ErrorKind::Internal, message)

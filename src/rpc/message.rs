@@ -250,6 +250,8 @@ pub struct Meta {
     pub timeout_ms: Option<u64>,
     /// Token for progress notifications (string or integer), raw.
     pub progress_token: Option<Box<RawValue>>,
+    /// `_meta.idempotent` (PROTOCOL.md §10): may be sent again to a new sidecar.
+    pub idempotent: bool,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +263,8 @@ struct RawMeta<'a> {
     timeout_ms: Option<u64>,
     #[serde(borrow, default)]
     progress_token: Option<&'a RawValue>,
+    #[serde(default)]
+    idempotent: Option<bool>,
 }
 
 /// An object's members in order, values raw.
@@ -321,6 +325,7 @@ pub fn split_meta(
             RpcError::invalid_params(field, e.into_inner().to_string())
         })?;
         meta.priority = m.priority.unwrap_or_default();
+        meta.idempotent = m.idempotent.unwrap_or(false);
         if let Some(t) = m.timeout_ms {
             if t == 0 {
                 return Err(RpcError::invalid_params(
@@ -379,7 +384,7 @@ pub enum Outgoing {
     /// A notification `{"jsonrpc":"2.0","method":M,"params":P}`.
     Notification {
         /// Method name.
-        method: &'static str,
+        method: Cow<'static, str>,
         /// Params object.
         params: Box<RawValue>,
     },
@@ -423,9 +428,10 @@ impl Outgoing {
                 out.push(b']');
             }
             Outgoing::Notification { method, params } => {
-                out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":\"");
-                out.extend_from_slice(method.as_bytes());
-                out.extend_from_slice(b"\",\"params\":");
+                out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"method\":");
+                // Writing a string into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, method.as_ref());
+                out.extend_from_slice(b",\"params\":");
                 out.extend_from_slice(params.get().as_bytes());
                 out.push(b'}');
             }

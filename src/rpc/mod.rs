@@ -16,6 +16,7 @@ pub mod writer;
 
 pub use error::{ErrorKind, RpcError};
 pub use router::{MethodKind, Progress, RequestContext, Router};
+pub(crate) use server::Sink;
 pub use server::{ServerConfig, serve};
 
 use control::{CancelRequestParams, CancelledParams, Empty, HealthResult, StatsResult};

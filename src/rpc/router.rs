@@ -131,7 +131,7 @@ impl Progress {
         };
         state.last = Some(progress);
         inner.outbox.send(Outgoing::Notification {
-            method: "notifications/progress",
+            method: "notifications/progress".into(),
             params,
         });
         true

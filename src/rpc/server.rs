@@ -68,15 +68,46 @@ impl Default for ServerConfig {
     }
 }
 
-/// Where a response goes.
+/// Where a response goes: straight to the writer, or into its batch's array.
 #[derive(Clone)]
-enum Sink {
+pub(crate) enum Sink {
     Direct(Outbox),
     Batch(Arc<Batch>),
 }
 
+impl Sink {
+    /// Sink for the messages of one decoded line: a batch collector when the line is a
+    /// batch owing responses, the writer otherwise.
+    pub(crate) fn for_line(outbox: &Outbox, msgs: &[Message]) -> Sink {
+        let owed = msgs
+            .iter()
+            .filter(|m| match m {
+                Message::Request(r) => r.id.is_some(),
+                Message::Invalid { .. } => true,
+                Message::Response => false,
+            })
+            .count();
+        if owed == 0 {
+            Sink::Direct(outbox.clone())
+        } else {
+            Sink::Batch(Arc::new(Batch {
+                outbox: outbox.clone(),
+                state: Mutex::new((Vec::with_capacity(owed), owed)),
+            }))
+        }
+    }
+
+    /// Delivers one response.
+    pub(crate) fn deliver(&self, response: Response) {
+        match self {
+            Sink::Direct(outbox) => outbox.send(Outgoing::Response(response)),
+            Sink::Batch(batch) => batch.push(response),
+        }
+    }
+}
+
 /// Collects the responses of one batch and writes them as one array.
-struct Batch {
+pub(crate) struct Batch {
     outbox: Outbox,
     state: Mutex<(Vec<Response>, usize)>,
 }
@@ -122,13 +153,9 @@ impl Responder {
             id: self.id.take(),
             body,
         };
-        let deliver = |response: Response| match &self.sink {
-            Sink::Direct(outbox) => outbox.send(Outgoing::Response(response)),
-            Sink::Batch(batch) => batch.push(response),
-        };
         match &self.gate {
-            Some(gate) => gate.close_with(|| deliver(response)),
-            None => deliver(response),
+            Some(gate) => gate.close_with(|| self.sink.deliver(response)),
+            None => self.sink.deliver(response),
         }
     }
 }
@@ -280,22 +307,7 @@ impl Server {
                 }
                 Line::Single(msg) => self.handle_message(msg, received, direct()),
                 Line::Batch(msgs) => {
-                    let owed = msgs
-                        .iter()
-                        .filter(|m| match m {
-                            Message::Request(r) => r.id.is_some(),
-                            Message::Invalid { .. } => true,
-                            Message::Response => false,
-                        })
-                        .count();
-                    let sink = if owed == 0 {
-                        direct()
-                    } else {
-                        Sink::Batch(Arc::new(Batch {
-                            outbox: self.outbox.clone(),
-                            state: Mutex::new((Vec::with_capacity(owed), owed)),
-                        }))
-                    };
+                    let sink = Sink::for_line(&self.outbox, &msgs);
                     for msg in msgs {
                         self.handle_message(msg, received, sink.clone());
                     }
@@ -698,7 +710,7 @@ where
     });
     if let Ok(params) = to_raw(&ready) {
         outbox.send(Outgoing::Notification {
-            method: "sidecar/ready",
+            method: "sidecar/ready".into(),
             params,
         });
     }

@@ -123,8 +123,16 @@ impl EdgeStore {
             if !entry.file_type()?.is_dir() || validate_name(&name).is_err() {
                 continue;
             }
-            let shard = EdgeShard::load(&entry.path(), None)
-                .map_err(|e| StoreError::Backend(format!("cannot open collection {name}: {e}")))?;
+            let shard = EdgeShard::load(&entry.path(), None).map_err(|e| {
+                let e = e.to_string();
+                if e.contains("WouldBlock") {
+                    StoreError::Backend(format!(
+                        "collection {name} is in use by another process (one quarry process per data folder): {e}"
+                    ))
+                } else {
+                    StoreError::Backend(format!("cannot open collection {name}: {e}"))
+                }
+            })?;
             collections.insert(
                 name,
                 Arc::new(Collection {

@@ -95,9 +95,19 @@ impl Sidecar {
             ready: Value::Null,
             data,
         };
-        let ready = s.recv();
+        // Through `quarry supervise`, supervisor events may precede the ready line.
+        let mut before = Vec::new();
+        let ready = loop {
+            let v = s.recv();
+            if v["method"] == "supervisor/event" {
+                before.push(v);
+                continue;
+            }
+            break v;
+        };
         assert_eq!(ready["method"], "sidecar/ready", "first message: {ready}");
         s.ready = ready["params"].clone();
+        s.stash.extend(before);
         s
     }
 

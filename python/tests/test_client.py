@@ -1,0 +1,295 @@
+"""quarry-client against the real binary over real pipes (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+from quarry_client import (
+    ConnectionLost,
+    InternalError,
+    InvalidParams,
+    InvalidPath,
+    MethodNotFound,
+    NotFound,
+    Overloaded,
+    Progress,
+    QuarryCancelled,
+    QuarryClient,
+    QuarryTimeout,
+    SidecarExited,
+    SidecarUnavailable,
+    UnsupportedContent,
+    find_binary,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / "tests" / "fixtures" / "corpus"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return not stat.rsplit(") ", 1)[1].startswith("Z")
+
+
+def wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not alive(pid):
+            return True
+        time.sleep(0.02)
+    return not alive(pid)
+
+
+def spawn(tmp_path: Path, **kw: Any):  # type: ignore[no-untyped-def]
+    kw.setdefault("debug_methods", True)
+    return QuarryClient.spawn(data_dir=tmp_path / "data", **kw)
+
+
+def test_binary_is_found() -> None:
+    assert os.access(find_binary(), os.X_OK)
+
+
+def test_two_hundred_concurrent_calls(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            results = await asyncio.gather(
+                *(q.call("debug/echo", {"i": i, "pad": "x" * (i % 50)}) for i in range(300))
+            )
+            assert [r["i"] for r in results] == list(range(300))
+            slow = await asyncio.gather(*(q.call("debug/sleep", {"ms": 20}) for _ in range(200)))
+            assert all(r == {"slept": 20} for r in slow)
+
+    run(main())
+
+
+def test_timeouts_and_cancellation(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path, max_concurrency=1) as q:
+            with pytest.raises(QuarryTimeout) as e:
+                await q.call("debug/sleep", {"ms": 10_000}, timeout=0.2)
+            assert e.value.code == -32001
+            assert e.value.data["stage"] in ("running", "queued")
+            # Cancelling the awaiting task cancels the work: the one slot frees at once.
+            task = asyncio.create_task(q.call("debug/sleep", {"ms": 60_000}))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            t = time.monotonic()
+            assert await q.call("debug/echo", {"after": 1}) == {"after": 1}
+            assert time.monotonic() - t < 5
+            health = await q.health()
+            assert health.in_flight == 0 and health.queued == 0
+
+    run(main())
+
+
+def test_progress_callbacks(tmp_path: Path) -> None:
+    async def main() -> None:
+        seen: List[Progress] = []
+        async with spawn(tmp_path) as q:
+            r = await q.call("debug/sleep", {"ms": 55}, on_progress=seen.append)
+        assert r == {"slept": 55}
+        assert [p.progress for p in seen] == [10.0, 20.0, 30.0, 40.0, 50.0]
+        assert all(p.total == 55.0 for p in seen)
+
+    run(main())
+
+
+def test_a_result_larger_than_one_mib(tmp_path: Path) -> None:
+    async def main() -> None:
+        big = "y" * (3 * 1024 * 1024)
+        async with spawn(tmp_path) as q:
+            r = await q.call("debug/echo", {"big": big})
+        assert r["big"] == big
+
+    run(main())
+
+
+def test_typed_errors_for_every_reachable_kind(tmp_path: Path) -> None:
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"\x00\x01\x02")
+
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            with pytest.raises(MethodNotFound):
+                await q.call("no/such/method")
+            with pytest.raises(InvalidParams) as e:
+                await q.call("debug/sleep", {"ms": "soon"})
+            assert e.value.data["details"]["field"] == "ms"
+            with pytest.raises(InternalError):
+                await q.call("debug/panic")
+            with pytest.raises(NotFound):
+                await q.search("anything", collection="missing")
+            with pytest.raises(NotFound):
+                await q.ingest_dir(tmp_path / "nowhere")
+            with pytest.raises(InvalidPath):
+                await q.ingest_dir(binary)
+            with pytest.raises(UnsupportedContent):
+                await q.ingest(binary)
+            # A cancellation decided by someone else arrives as QuarryCancelled.
+            call = asyncio.create_task(q.call("debug/sleep", {"ms": 60_000}))
+            await asyncio.sleep(0.2)
+            rid = max(q._pending)  # the id of the sleep above
+            await q.notify("notifications/cancelled", {"requestId": rid})
+            with pytest.raises(QuarryCancelled):
+                await call
+        async with spawn(tmp_path, supervised=False, max_concurrency=1, max_queue=1) as q:
+            calls = [asyncio.create_task(q.call("debug/sleep", {"ms": 500})) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            with pytest.raises(Overloaded) as e:
+                await q.call("debug/sleep", {"ms": 1})
+            assert e.value.data["queueLimit"] == 1
+            await asyncio.gather(*calls)
+
+    run(main())
+
+
+def test_engine_helpers_return_dataclasses(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            seen: List[Progress] = []
+            r = await q.ingest_dir(corpus, on_progress=seen.append)
+            assert r.files == 10 and r.chunks > 30 and r.unchanged == 0
+            assert seen and seen[-1].progress == 10
+            again = await q.ingest_dir(corpus)
+            assert again.unchanged == 10 and again.chunks == 0
+            hits = await q.search("split a string using shell-like syntax", limit=3)
+            assert Path(hits[0].path).name == "shlex.py"
+            assert hits[0].start_line <= hits[0].end_line and hits[0].language == "python"
+            only_md = await q.search("rust", languages=["markdown"], limit=20)
+            assert only_md and all(h.language == "markdown" for h in only_md)
+            one = await q.ingest(corpus / "python" / "bisect.py", collection="one")
+            assert one.chunks > 0 and not one.unchanged
+            assert (await q.ingest(corpus / "python" / "bisect.py", collection="one")).unchanged
+            cols = {c.name: c for c in await q.collections()}
+            assert cols["default"].documents == 10 and cols["one"].documents == 1
+            assert await q.delete(corpus / "python" / "bisect.py", collection="one") == 1
+            assert await q.create_collection("two") is True
+            assert await q.delete_collection("two") is True
+
+    run(main())
+
+
+def test_a_supervised_crash_then_the_next_call_succeeds(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            events = q.events()
+            first = (await q.status())["pid"]
+            with pytest.raises(SidecarExited) as e:
+                await q.call("debug/exit", {"code": 4})
+            assert e.value.data["exitCode"] == 4
+            kinds = []
+            async for ev in events:
+                kinds.append(ev.event)
+                if ev.event == "ready":
+                    break
+            assert kinds[:3] == ["exited", "restarting", "started"], kinds
+            assert await q.call("debug/echo", {"ok": True}) == {"ok": True}
+            second = (await q.status())["pid"]
+            assert second != first and not alive(first)
+
+    run(main())
+
+
+def test_idempotent_calls_are_replayed(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            pid = (await q.status())["pid"]
+            replayed = asyncio.create_task(q.call("debug/sleep", {"ms": 700}, idempotent=True))
+            plain = asyncio.create_task(q.call("debug/sleep", {"ms": 700}))
+            await asyncio.sleep(0.2)
+            os.kill(pid, signal.SIGKILL)
+            assert await replayed == {"slept": 700}
+            with pytest.raises(SidecarExited):
+                await plain
+
+    run(main())
+
+
+def test_giving_up_raises_sidecar_unavailable(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path, max_restarts=0) as q:
+            with pytest.raises(SidecarExited):
+                await q.call("debug/exit", {"code": 1})
+            with pytest.raises(SidecarUnavailable):
+                for _ in range(50):
+                    await q.call("ping")
+                    await asyncio.sleep(0.05)
+
+    run(main())
+
+
+def test_clean_shutdown_leaves_no_process(tmp_path: Path) -> None:
+    async def main() -> tuple:
+        async with spawn(tmp_path) as q:
+            child = (await q.status())["pid"]
+            proxy = q.pid
+        return proxy, child
+
+    proxy, child = run(main())
+    assert wait_gone(proxy) and wait_gone(child)
+
+
+def test_no_process_left_when_the_host_raises_or_is_cancelled(tmp_path: Path) -> None:
+    pids: List[int] = []
+
+    async def raising() -> None:
+        async with spawn(tmp_path) as q:
+            pids.extend([q.pid, (await q.status())["pid"]])
+            raise RuntimeError("host bug")
+
+    with pytest.raises(RuntimeError):
+        run(raising())
+
+    async def cancelled() -> None:
+        async def host() -> None:
+            async with spawn(tmp_path) as q:
+                pids.extend([q.pid, (await q.status())["pid"]])
+                await asyncio.sleep(3600)
+
+        task = asyncio.create_task(host())
+        while len(pids) < 4:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(cancelled())
+    for pid in pids:
+        assert wait_gone(pid), pid
+
+
+def test_unsupervised_death_fails_calls_with_connection_lost(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path, supervised=False) as q:
+            task = asyncio.create_task(q.call("debug/sleep", {"ms": 60_000}))
+            await asyncio.sleep(0.1)
+            os.kill(q.pid, signal.SIGKILL)
+            with pytest.raises(ConnectionLost):
+                await task
+
+    run(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
