@@ -208,6 +208,33 @@ fn quality(engine: &Engine) -> (f64, f64, Vec<String>) {
     (hits1 / n, mrr / n, misses)
 }
 
+/// Mean terms per chunk over the corpus, with the engine's chunking (what BM25's
+/// `avg_len` should be).
+fn mean_terms_per_chunk(corpus: &Path) -> (f64, usize) {
+    use quarry::engine::chunk::{ChunkParams, chunk, language_of};
+    let (mut total, mut chunks) = (0usize, 0usize);
+    let walker = ignore::WalkBuilder::new(corpus).build();
+    for e in walker.flatten() {
+        let p = e.path();
+        if !e.file_type().is_some_and(|t| t.is_file())
+            || p.components()
+                .any(|c| c.as_os_str() == "site-packages" || c.as_os_str() == "__pycache__")
+        {
+            continue;
+        }
+        let (Some(lang), Ok(text)) = (language_of(p), std::fs::read_to_string(p)) else {
+            continue;
+        };
+        for c in chunk(&text, lang, &ChunkParams::default()) {
+            let mut ts = Vec::new();
+            quarry::engine::text::terms(&c.text, &mut ts);
+            total += ts.len();
+            chunks += 1;
+        }
+    }
+    (total as f64 / chunks.max(1) as f64, chunks)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
@@ -226,6 +253,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(stdlib);
     println!("Quarry engine benchmark — corpus {}", corpus.display());
+    let (mean, n) = mean_terms_per_chunk(&corpus);
+    println!(
+        "mean terms per chunk: {mean:.0} over {n} chunks (BM25 avg_len in use: {})",
+        quarry::engine::text::Bm25Params::default().avg_len
+    );
     let mut quality_rows = Vec::new();
     for profile in [Profile::Code, Profile::Prose] {
         let data = tempfile::tempdir().expect("temp");
@@ -234,10 +266,12 @@ fn main() {
         let engine = open(data.path(), profile);
         let (h1, mrr, misses) = quality(&engine);
         quality_rows.push((profile, h1, mrr, misses));
-        if profile != Profile::Code {
+        if profile != Profile::default() {
             continue;
         }
-        println!("\n| ingest (profile code, fresh process) | figure |\n|---|---|");
+        println!(
+            "\n| ingest (profile {profile:?}, the default; fresh process) | figure |\n|---|---|"
+        );
         println!(
             "| text files indexed | {} ({} binary skipped) |",
             first.files, first.skipped_binary

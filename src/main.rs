@@ -108,8 +108,9 @@ struct StoreArgs {
     /// Files larger than this many bytes are skipped.
     #[arg(long, env = "QUARRY_MAX_FILE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_file_bytes: u64,
-    /// Term normalisation: `code` (no stemming, no stopwords) or `prose`.
-    #[arg(long, env = "QUARRY_PROFILE", value_enum, default_value_t = quarry::engine::text::Profile::Code)]
+    /// Term normalisation: `prose` (English stopwords and stemming) or `code` (terms
+    /// as they are). Fixed per data folder: re-ingest after changing it.
+    #[arg(long, env = "QUARRY_PROFILE", value_enum, default_value_t = quarry::engine::text::Profile::Prose)]
     profile: quarry::engine::text::Profile,
 }
 

@@ -157,6 +157,7 @@ impl Engine {
                 let mut ts = title.clone();
                 terms(&c.context, &mut ts);
                 terms(&c.text, &mut ts);
+                definitions(&c.text, &mut ts);
                 let id_bytes = blake3::hash(format!("{doc_id}:{hash}:{}", c.index).as_bytes());
                 let id =
                     u64::from_le_bytes(id_bytes.as_bytes()[..8].try_into().unwrap_or_default());
@@ -380,6 +381,9 @@ impl Engine {
                                 let known = stored.get(&path_str);
                                 if known.is_some_and(|h| h.len() == 1 && h[0] == file.hash) {
                                     (file.bytes, Outcome::Unchanged)
+                                } else if known.is_none() && file.text.trim().is_empty() {
+                                    // Nothing to index and nothing stored to replace.
+                                    (file.bytes, Outcome::Skip("empty file".into()))
                                 } else {
                                     let points = self.points(&path_str, &file.hash, &file, None);
                                     (
@@ -505,6 +509,64 @@ impl Engine {
     }
 }
 
+/// Keywords that introduce a definition in common languages.
+const DEFINERS: &[&str] = &[
+    "def",
+    "class",
+    "fn",
+    "struct",
+    "enum",
+    "trait",
+    "impl",
+    "func",
+    "function",
+    "interface",
+    "type",
+    "mod",
+    "module",
+    "macro_rules!",
+];
+
+/// How many extra times a defined name's terms count (a symbol boost: the chunk that
+/// defines `namedtuple` outranks the tests that call it).
+const DEFINITION_WEIGHT: usize = 3;
+
+/// Appends the terms of the names defined in `text` (`def NAME`, `class NAME`,
+/// `fn NAME`, ...), [`DEFINITION_WEIGHT`] times.
+fn definitions(text: &str, out: &mut Vec<String>) {
+    for line in text.lines() {
+        let mut words = line
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ':' || c == '<' || c == '{')
+            .filter(|w| !w.is_empty())
+            .skip_while(|w| {
+                matches!(
+                    *w,
+                    "pub"
+                        | "pub(crate)"
+                        | "async"
+                        | "export"
+                        | "static"
+                        | "unsafe"
+                        | "const"
+                        | "public"
+                        | "private"
+                        | "protected"
+                )
+            });
+        let (Some(kw), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if DEFINERS.contains(&kw) {
+            let start = out.len();
+            terms(name, out);
+            let defined: Vec<String> = out[start..].to_vec();
+            for _ in 1..DEFINITION_WEIGHT {
+                out.extend(defined.iter().cloned());
+            }
+        }
+    }
+}
+
 /// Text of a file: UTF-8, or lossily decoded when at most 1 % of it is invalid;
 /// `None` for binary content (a NUL byte in the first 8 KiB) or mostly-invalid text.
 fn decode(bytes: &[u8]) -> Option<String> {
@@ -600,5 +662,35 @@ fn walk_error(root: &Path, err: ignore::Error) -> Skipped {
     Skipped {
         path: path.to_string_lossy().into_owned(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defined_names_are_boosted() {
+        let mut out = Vec::new();
+        definitions(
+            "    def namedtuple(typename):\npub fn parse_args() {}\nx = 1\nclass Foo:",
+            &mut out,
+        );
+        let count = |t: &str| out.iter().filter(|x| *x == t).count();
+        assert_eq!(count("namedtuple"), DEFINITION_WEIGHT);
+        assert_eq!(count("parse_args"), DEFINITION_WEIGHT);
+        assert_eq!(count("args"), DEFINITION_WEIGHT);
+        assert_eq!(count("foo"), DEFINITION_WEIGHT);
+        assert_eq!(count("x"), 0);
+    }
+
+    #[test]
+    fn binary_and_lossy_decoding() {
+        assert_eq!(decode(b"plain"), Some("plain".into()));
+        assert_eq!(decode(b"a\x00b"), None);
+        let mut mostly = b"x".repeat(200);
+        mostly.push(0xff);
+        assert!(decode(&mostly).is_some());
+        assert!(decode(&b"\xe9".repeat(50)).is_none());
     }
 }

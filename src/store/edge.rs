@@ -177,7 +177,9 @@ impl Store for EdgeStore {
         }
         std::fs::create_dir_all(&dir)?;
         let mut config = EdgeConfig {
-            on_disk_payload: false,
+            // Chunk text lives in the payload: keep it on disk (indexed fields are in
+            // RAM-resident payload indexes), so memory does not grow with the corpus.
+            on_disk_payload: true,
             ..EdgeConfig::default()
         };
         config.sparse_vectors.insert(

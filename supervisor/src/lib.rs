@@ -1257,18 +1257,35 @@ async fn serve_child(
     let cfg = &shared.config;
     let pid = session.pid;
     let (hung_tx, mut hung_rx) = mpsc::channel::<String>(1);
+    // Checks go out every `health_interval` whatever the previous one is doing, so a
+    // hang is seen within `interval × failures + timeout`.
     let health = {
         let shared = shared.clone();
         let session = session.clone();
         tokio::spawn(async move {
             let cfg = &shared.config;
+            let mut tick = tokio::time::interval(cfg.health_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tick.tick().await; // the first tick is immediate: start one interval in
+            let mut checks = tokio::task::JoinSet::new();
             let mut misses = 0;
             loop {
-                tokio::time::sleep(cfg.health_interval).await;
-                let asked = Instant::now();
-                match internal_call(&shared, &session, "health", cfg.health_timeout).await {
-                    Ok(_) => misses = 0,
-                    Err(_) => {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let (shared, session) = (shared.clone(), session.clone());
+                        checks.spawn(async move {
+                            let asked = Instant::now();
+                            let ok = internal_call(&shared, &session, "health", shared.config.health_timeout)
+                                .await
+                                .is_ok();
+                            (asked, ok)
+                        });
+                    }
+                    Some(Ok((asked, ok))) = checks.join_next(), if !checks.is_empty() => {
+                        if ok {
+                            misses = 0;
+                            continue;
+                        }
                         // A child busy writing (progress, results) is not hung.
                         if *lock(&session.last_activity) > asked {
                             continue;
