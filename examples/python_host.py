@@ -31,8 +31,8 @@ def bar(p: Progress, started: float) -> None:
     width = 30
     done = int(width * p.progress / total) if total else 0
     sys.stderr.write(
-        f"\r[{'#' * done}{'.' * (width - done)}] {int(p.progress)}/{int(total)} files"
-        f"  {p.message or ''}  {time.monotonic() - started:5.1f} s"
+        f"\r[{'#' * done}{'.' * (width - done)}] {p.message or int(p.progress)}"
+        f"  {time.monotonic() - started:5.1f} s"
     )
     sys.stderr.flush()
 
@@ -56,8 +56,9 @@ async def main(argv: list[str]) -> int:
             hits = await q.search(query, limit=5)
             print(f"\n{query!r}  ({(time.monotonic() - t) * 1000:.1f} ms)")
             for h in hits:
-                first = h.snippet.strip().splitlines()[0] if h.snippet.strip() else ""
-                print(f"  {h.path}:{h.start_line}-{h.end_line}  {h.score:6.2f}  {first[:90]}")
+                lines = [l.strip() for l in h.snippet.splitlines() if l.strip()]
+                best = lines[len(lines) // 2] if lines else ""  # the snippet centres on it
+                print(f"  {h.path}:{h.start_line}-{h.end_line}  {h.score:6.2f}  {best[:90]}")
     return 0
 
 

@@ -1,0 +1,188 @@
+"""Result types of the engine methods (PROTOCOL.md §9), as dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """One collection: ``points`` are chunks, ``documents`` are files."""
+
+    name: str
+    points: int
+    documents: int
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "CollectionInfo":
+        return cls(name=d["name"], points=int(d["points"]), documents=int(d["documents"]))
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """``documents/ingest``."""
+
+    document_id: str
+    path: str
+    chunks: int
+    unchanged: bool
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "IngestResult":
+        return cls(
+            document_id=d["documentId"],
+            path=d["path"],
+            chunks=int(d["chunks"]),
+            unchanged=bool(d["unchanged"]),
+        )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not indexed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestDirResult:
+    """``documents/ingestDir``."""
+
+    files: int
+    chunks: int
+    unchanged: int
+    removed: int
+    skipped: List[Skipped]
+    elapsed_ms: int
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "IngestDirResult":
+        return cls(
+            files=int(d["files"]),
+            chunks=int(d["chunks"]),
+            unchanged=int(d["unchanged"]),
+            removed=int(d.get("removed", 0)),
+            skipped=[Skipped(path=s["path"], reason=s["reason"]) for s in d.get("skipped", [])],
+            elapsed_ms=int(d["elapsedMs"]),
+        )
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked chunk."""
+
+    path: str
+    score: float
+    chunk_index: int
+    start_line: int
+    end_line: int
+    snippet: str
+    language: str
+    snippet_line: Optional[int] = None
+    document_id: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "SearchHit":
+        return cls(
+            path=d["path"],
+            score=float(d["score"]),
+            chunk_index=int(d["chunkIndex"]),
+            start_line=int(d["startLine"]),
+            end_line=int(d["endLine"]),
+            snippet=d["snippet"],
+            language=d["language"],
+            snippet_line=d.get("snippetLine"),
+            document_id=d.get("documentId"),
+        )
+
+
+@dataclass(frozen=True)
+class Health:
+    """``health``."""
+
+    status: str
+    uptime_ms: int
+    in_flight: int
+    queued: int
+    rss_bytes: int
+    version: str
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Health":
+        return cls(
+            status=d["status"],
+            uptime_ms=int(d["uptimeMs"]),
+            in_flight=int(d["inFlight"]),
+            queued=int(d["queued"]),
+            rss_bytes=int(d["rssBytes"]),
+            version=d["version"],
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A ``notifications/progress`` update."""
+
+    progress: float
+    total: Optional[float] = None
+    message: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SupervisorEvent:
+    """A ``supervisor/event`` notification (PROTOCOL.md §10)."""
+
+    event: str
+    pid: Optional[int] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    attempt: Optional[int] = None
+    delay_ms: Optional[int] = None
+    reason: Optional[str] = None
+    rss_bytes: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "SupervisorEvent":
+        return cls(
+            event=d.get("event", ""),
+            pid=d.get("pid"),
+            exit_code=d.get("exitCode"),
+            signal=d.get("signal"),
+            attempt=d.get("attempt"),
+            delay_ms=d.get("delayMs"),
+            reason=d.get("reason"),
+            rss_bytes=d.get("rssBytes"),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Any other notification from the sidecar."""
+
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A ``watch/event`` notification: a change applied to the index."""
+
+    watch_id: str
+    path: str
+    kind: str
+    indexed: bool
+    error: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "WatchEvent":
+        return cls(
+            watch_id=d["watchId"],
+            path=d["path"],
+            kind=d["kind"],
+            indexed=bool(d.get("indexed", False)),
+            error=d.get("error"),
+        )
