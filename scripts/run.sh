@@ -8,5 +8,5 @@ cargo build --release --quiet --bin quarry
 target="${CARGO_TARGET_DIR:-target}"
 venv="${QUARRY_VENV:-$target/py-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./python
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ./python
 QUARRY_BIN="$target/release/quarry" exec "$venv/bin/python" examples/python_host.py "$@"

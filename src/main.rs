@@ -197,6 +197,9 @@ struct ServeArgs {
     /// Log format on stderr (RUST_LOG sets the level).
     #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Folders that may be watched at once (`watch/start`).
+    #[arg(long, env = "QUARRY_MAX_WATCHES", default_value_t = 16)]
+    max_watches: usize,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -248,7 +251,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let router = quarry::methods::router(args.debug_methods, Some(engine));
+    let router = quarry::methods::router(args.debug_methods, Some(engine), args.max_watches);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -419,7 +422,7 @@ fn search(args: SearchArgs) -> ExitCode {
 
 fn schemas(args: SchemasArgs) -> ExitCode {
     let files = rpc::schema::files(
-        &quarry::methods::router(true, None),
+        &quarry::methods::router(true, None, 0),
         &quarry::methods::notifications(),
     );
     let mut drift = Vec::new();

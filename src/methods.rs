@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::engine::watch::{WatchEvent, WatchInfo, WatchSpec, Watches};
 use crate::engine::{
     CollectionInfo, Engine, EngineError, IngestDirOptions, IngestDirResult, IngestResult,
     SearchFilter, SearchResult,
@@ -27,6 +28,7 @@ pub fn rpc_error(e: EngineError) -> RpcError {
         EngineError::UnsupportedContent(m) => RpcError::new(ErrorKind::UnsupportedContent, m),
         EngineError::InvalidInput { field, message } => RpcError::invalid_params(field, message),
         EngineError::Cancelled => RpcError::new(ErrorKind::Cancelled, "cancelled"),
+        EngineError::Limit(m) => RpcError::new(ErrorKind::Overloaded, m).with("reason", "limit"),
         EngineError::Storage(s) => RpcError::new(ErrorKind::Storage, s.to_string()),
     }
 }
@@ -130,6 +132,127 @@ pub struct QueryParams {
     pub limit: Option<u32>,
     /// Restrictions.
     pub filter: Option<QueryFilter>,
+}
+
+/// `watch/start` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchStartParams {
+    /// The folder to watch (absolute or relative to the server's working directory).
+    pub root: String,
+    /// Collection (default `"default"`).
+    pub collection: Option<String>,
+    /// Only files matching one of these globs.
+    pub include: Option<Vec<String>>,
+    /// Not the files matching one of these globs.
+    pub exclude: Option<Vec<String>>,
+    /// Quiet time in ms before a burst of changes is applied (default 200, 10–60000).
+    pub debounce_ms: Option<u64>,
+}
+
+/// `watch/start` result.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchStarted {
+    /// Id for `watch/stop` and in every `watch/event`.
+    pub watch_id: String,
+}
+
+/// `watch/stop` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchStopParams {
+    /// The watch.
+    pub watch_id: String,
+}
+
+/// `watch/stop` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WatchStopped {
+    /// False when no such watch was running.
+    pub stopped: bool,
+}
+
+/// `watch/list` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WatchList {
+    /// Running watches.
+    pub watches: Vec<WatchInfo>,
+}
+
+/// Default debounce of a watch, ms.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
+
+/// Registers `watch/start`, `watch/stop`, `watch/list` (§9). `watches` is `None` only to
+/// document them.
+pub fn register_watch(router: &mut Router, watches: Option<Arc<Watches>>) {
+    let w = watches.clone();
+    router.method(
+        "watch/start",
+        "Reconciles a folder with the index (progress), then keeps it in step; sends watch/event after each applied change.",
+        move |p: WatchStartParams, ctx: RequestContext| {
+            let w = w.clone();
+            async move {
+                let watches = w.ok_or_else(|| RpcError::new(ErrorKind::Storage, "no engine in this process"))?;
+                let debounce = p.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
+                if !(10..=60_000).contains(&debounce) {
+                    return Err(RpcError::invalid_params("debounceMs", "must be between 10 and 60000"));
+                }
+                let info = blocking(move || {
+                    let spec = WatchSpec {
+                        root: PathBuf::from(&p.root),
+                        collection: p
+                            .collection
+                            .unwrap_or_else(|| crate::engine::DEFAULT_COLLECTION.to_owned()),
+                        options: IngestDirOptions {
+                            include: p.include.unwrap_or_default(),
+                            exclude: p.exclude.unwrap_or_default(),
+                        },
+                        debounce: Duration::from_millis(debounce),
+                    };
+                    let notifier = ctx.notifier.clone();
+                    let sink = Arc::new(move |e: WatchEvent| notifier.send("watch/event", &e));
+                    let progress = |pr: crate::engine::Progress| {
+                        ctx.progress.report(
+                            pr.files_done as f64,
+                            Some(pr.files_total as f64),
+                            Some("reconciling"),
+                        );
+                    };
+                    watches.start(spec, &ctx.cancel, &progress, sink)
+                })
+                .await?;
+                Ok(WatchStarted {
+                    watch_id: info.watch_id,
+                })
+            }
+        },
+    );
+    let w = watches.clone();
+    router.method(
+        "watch/stop",
+        "Stops a watch.",
+        move |p: WatchStopParams, _ctx| {
+            let w = w.clone();
+            async move {
+                let stopped = w.map(|w| w.stop(&p.watch_id)).unwrap_or(false);
+                Ok::<_, RpcError>(WatchStopped { stopped })
+            }
+        },
+    );
+    let w = watches;
+    router.method(
+        "watch/list",
+        "The running watches.",
+        move |_: crate::rpc::control::Empty, _ctx| {
+            let w = w.clone();
+            async move {
+                Ok::<_, RpcError>(WatchList {
+                    watches: w.map(|w| w.list()).unwrap_or_default(),
+                })
+            }
+        },
+    );
 }
 
 /// Runs blocking engine work off the async threads.
@@ -318,10 +441,15 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<Engine>>) {
 }
 
 /// Every method `quarry serve` answers; the `debug/*` test aids only when `debug`.
-pub fn router(debug: bool, engine: Option<Arc<Engine>>) -> Router {
+/// `max_watches` bounds `watch/start`.
+pub fn router(debug: bool, engine: Option<Arc<Engine>>, max_watches: usize) -> Router {
     let mut router = Router::new();
     register_control(&mut router);
+    let watches = engine
+        .clone()
+        .map(|e| Arc::new(Watches::new(e, max_watches)));
     register_engine(&mut router, engine);
+    register_watch(&mut router, watches);
     if debug {
         debug::register(&mut router);
     }
@@ -330,5 +458,11 @@ pub fn router(debug: bool, engine: Option<Arc<Engine>>) -> Router {
 
 /// Every notification `quarry serve` sends.
 pub fn notifications() -> Vec<OutgoingNotification> {
-    core_notifications()
+    let mut n = core_notifications();
+    n.push(OutgoingNotification {
+        name: "watch/event",
+        summary: "A change under a watched folder, sent after the index applied it.",
+        params: |g| g.subschema_for::<WatchEvent>(),
+    });
+    n
 }

@@ -34,6 +34,7 @@ from .types import (
     Progress,
     SearchHit,
     SupervisorEvent,
+    WatchEvent,
 )
 
 log = logging.getLogger("quarry")
@@ -622,6 +623,57 @@ class QuarryClient:
             params["filter"] = filt
         r = await self.call("search/query", params, timeout=timeout, idempotent=True)
         return [SearchHit.from_json(h) for h in r["hits"]]
+
+    async def watch(
+        self,
+        root: PathLike,
+        *,
+        collection: Optional[str] = None,
+        include: Optional[Sequence[str]] = None,
+        exclude: Optional[Sequence[str]] = None,
+        debounce_ms: Optional[int] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Watches ``root``: reconciles it with the index, then yields a
+        :class:`WatchEvent` after each change the index applied. Closing the iterator
+        stops the watch — use ``async with contextlib.aclosing(q.watch(root)) as
+        events: async for event in events: ...`` so that leaving the loop stops it at
+        once; the root's deletion ends it too (the last event carries the error)."""
+        events = self._watch_events.subscribe()
+        params: Dict[str, Any] = {"root": os.fspath(root)}
+        if collection is not None:
+            params["collection"] = collection
+        if include:
+            params["include"] = list(include)
+        if exclude:
+            params["exclude"] = list(exclude)
+        if debounce_ms is not None:
+            params["debounceMs"] = debounce_ms
+        try:
+            started = await self.call("watch/start", params, on_progress=on_progress)
+        except BaseException:
+            events.close()
+            raise
+        watch_id = started["watchId"]
+        try:
+            async for raw in events:
+                if not isinstance(raw, dict) or raw.get("watchId") != watch_id:
+                    continue
+                event = WatchEvent.from_json(raw)
+                yield event
+                if event.error and event.path == os.fspath(Path(root).resolve()) and event.kind == "deleted":
+                    return
+        finally:
+            events.close()
+            if not self._closed:
+                try:
+                    await asyncio.shield(self.call("watch/stop", {"watchId": watch_id}, timeout=5))
+                except (QuarryError, asyncio.CancelledError):
+                    pass
+
+    async def watches(self) -> List[Dict[str, Any]]:
+        """The running watches: ``[{watchId, root, collection}]``."""
+        return list((await self.call("watch/list"))["watches"])
 
     async def delete(
         self,

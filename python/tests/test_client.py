@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -277,6 +278,40 @@ def test_no_process_left_when_the_host_raises_or_is_cancelled(tmp_path: Path) ->
     run(cancelled())
     for pid in pids:
         assert wait_gone(pid), pid
+
+
+def test_watch_yields_events_and_search_follows(tmp_path: Path) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    (root / "old.txt").write_text("a narwhal was here first\n")
+
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            kinds = []
+
+            async def writer() -> None:
+                await asyncio.sleep(0.5)
+                (root / "new.txt").write_text("the ocelot hunts\n")
+
+            w = asyncio.create_task(writer())
+            async with contextlib.aclosing(q.watch(root, debounce_ms=50)) as events:
+                async for ev in events:
+                    kinds.append(ev.kind)
+                    assert ev.indexed and Path(ev.path).name == "new.txt", ev
+                    if ev.kind == "created":
+                        assert (await q.search("ocelot"))[0].path.endswith("new.txt")
+                        (root / "new.txt").write_text("the ocelot hunts the quokka\n")
+                    elif ev.kind == "modified":
+                        assert (await q.search("quokka"))[0].path.endswith("new.txt")
+                        (root / "new.txt").unlink()
+                    elif ev.kind == "deleted":
+                        break
+            await w
+            assert kinds == ["created", "modified", "deleted"]
+            assert await q.watches() == []
+            assert len(await q.search("narwhal")) == 1  # reconciled on start
+
+    run(main())
 
 
 def test_unsupervised_death_fails_calls_with_connection_lost(tmp_path: Path) -> None:

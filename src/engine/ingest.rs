@@ -66,6 +66,39 @@ pub struct IngestDirResult {
     pub elapsed_ms: u64,
 }
 
+/// Part of a tree to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// A folder under the root.
+    pub dir: PathBuf,
+    /// Also its subfolders.
+    pub recursive: bool,
+}
+
+/// What a reconcile did to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileChange {
+    /// Indexed at its current content; `existed`: it had other content before.
+    Written {
+        /// Absolute path.
+        path: String,
+        /// Whether an older version was replaced.
+        existed: bool,
+    },
+    /// Its document was removed (the file vanished or is now ignored).
+    Removed {
+        /// Absolute path.
+        path: String,
+    },
+    /// It could not be indexed.
+    Skipped {
+        /// Absolute path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Include/exclude globs for `ingest_dir` (gitignore syntax, relative to the root).
 #[derive(Debug, Clone, Default)]
 pub struct IngestDirOptions {
@@ -295,9 +328,26 @@ impl Engine {
         cancel: &CancellationToken,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<IngestDirResult, EngineError> {
+        self.ingest_tree(collection, root, None, options, cancel, progress)
+            .map(|(r, _)| r)
+    }
+
+    /// [`Engine::ingest_dir`] restricted to `scope` (a folder under `root`, walked
+    /// recursively or only its own files), with the change of every file it touched.
+    /// Ignore files and globs still apply relative to `root`.
+    pub fn ingest_tree(
+        &self,
+        collection: Option<&str>,
+        root: &Path,
+        scope: Option<&Scope>,
+        options: &IngestDirOptions,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(IngestDirResult, Vec<FileChange>), EngineError> {
         let started = Instant::now();
         let collection = collection.unwrap_or(DEFAULT_COLLECTION);
         let root = absolute(root);
+        let mut changes = Vec::new();
         match std::fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -320,7 +370,15 @@ impl Engine {
             }
         }
         self.create_collection(collection)?;
-        let (files, mut skipped) = walk(&root, options)?;
+        let (walk_dir, recursive) = match scope {
+            Some(s) => (absolute(&s.dir), s.recursive),
+            None => (root.clone(), true),
+        };
+        let (files, mut skipped) = if walk_dir.is_dir() {
+            walk(&root, &walk_dir, recursive, options)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let total = files.len() as u64;
         progress(Progress {
             files_done: 0,
@@ -329,9 +387,9 @@ impl Engine {
         });
         let w = self.writer(collection);
         let _g = w.lock().unwrap_or_else(|e| e.into_inner());
-        let root_str = root.to_string_lossy().into_owned();
+        let scope_str = walk_dir.to_string_lossy().into_owned();
         let mut stored: HashMap<String, Vec<String>> = HashMap::new();
-        let f = Filter::must(Condition::Keyword(field::SCOPES, root_str))
+        let f = Filter::must(Condition::Keyword(field::SCOPES, scope_str))
             .and(Condition::Integer(field::CHUNK_INDEX, 0));
         for r in self.store.scroll(
             collection,
@@ -421,6 +479,10 @@ impl Engine {
                     }
                     Outcome::Skip(reason) => {
                         // A file that became unreadable keeps its old points.
+                        changes.push(FileChange::Skipped {
+                            path: path.clone(),
+                            reason: reason.clone(),
+                        });
                         skipped.push(Skipped { path, reason });
                     }
                     Outcome::Write {
@@ -431,6 +493,10 @@ impl Engine {
                     } => {
                         result.files += 1;
                         result.chunks += points.len() as u64;
+                        changes.push(FileChange::Written {
+                            path: path.clone(),
+                            existed: replaces,
+                        });
                         if points.is_empty() {
                             skipped.push(Skipped {
                                 path: path.clone(),
@@ -477,6 +543,11 @@ impl Engine {
             .collect();
         if !vanished.is_empty() {
             result.removed = vanished.len() as u64;
+            changes.extend(
+                vanished
+                    .iter()
+                    .map(|p| FileChange::Removed { path: p.clone() }),
+            );
             self.store.delete(
                 collection,
                 &Filter::must(Condition::KeywordAny(field::PATH, vanished)),
@@ -490,7 +561,31 @@ impl Engine {
         skipped.sort_by(|a, b| a.path.cmp(&b.path));
         result.skipped = skipped;
         result.elapsed_ms = started.elapsed().as_millis() as u64;
-        Ok(result)
+        Ok((result, changes))
+    }
+
+    /// Removes every document at `path` or under it; returns their paths.
+    pub fn remove_under(&self, collection: &str, path: &Path) -> Result<Vec<String>, EngineError> {
+        let scope =
+            Condition::Keyword(field::SCOPES, absolute(path).to_string_lossy().into_owned());
+        let w = self.writer(collection);
+        let _g = w.lock().unwrap_or_else(|e| e.into_inner());
+        let docs: Vec<String> = self
+            .store
+            .scroll(
+                collection,
+                Some(&Filter::must(scope.clone()).and(Condition::Integer(field::CHUNK_INDEX, 0))),
+                usize::MAX / 2,
+                &[field::PATH],
+            )?
+            .into_iter()
+            .filter_map(|r| r.payload.get(field::PATH)?.as_str().map(str::to_owned))
+            .collect();
+        if !docs.is_empty() {
+            self.store.delete(collection, &Filter::must(scope))?;
+            self.store.flush(collection)?;
+        }
+        Ok(docs)
     }
 
     fn write_batch(
@@ -586,6 +681,8 @@ fn decode(bytes: &[u8]) -> Option<String> {
 /// Files under `root` in walk order, and what could not be walked.
 fn walk(
     root: &Path,
+    dir: &Path,
+    recursive: bool,
     options: &IngestDirOptions,
 ) -> Result<(Vec<PathBuf>, Vec<Skipped>), EngineError> {
     let mut overrides = ignore::overrides::OverrideBuilder::new(root);
@@ -607,17 +704,39 @@ fn walk(
         field: "include",
         message: e.to_string(),
     })?;
-    let walker = ignore::WalkBuilder::new(root)
-        .hidden(true)
-        .parents(true)
-        .ignore(true)
-        .git_ignore(true)
-        .git_exclude(true)
-        .git_global(false)
-        .require_git(false)
-        .follow_links(true)
-        .overrides(overrides)
-        .build();
+    let builder = |start: &Path| {
+        let mut b = ignore::WalkBuilder::new(start);
+        b.hidden(true)
+            .parents(true)
+            .ignore(true)
+            .git_ignore(true)
+            .git_exclude(true)
+            .git_global(false)
+            .require_git(false)
+            .follow_links(true)
+            .overrides(overrides.clone());
+        b
+    };
+    // The walker never filters its own start: a folder under the root that the rules
+    // exclude (or that sits in an excluded one) must be refused here.
+    if dir != root {
+        let below: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| *a != root && a.starts_with(root))
+            .collect();
+        for a in below.into_iter().rev() {
+            let Some(parent) = a.parent() else { break };
+            let listed = builder(parent)
+                .max_depth(Some(1))
+                .build()
+                .flatten()
+                .any(|e| e.path() == a);
+            if !listed {
+                return Ok((Vec::new(), Vec::new()));
+            }
+        }
+    }
+    let walker = builder(dir).max_depth((!recursive).then_some(1)).build();
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for entry in walker {

@@ -6,6 +6,7 @@ pub mod chunk;
 mod ingest;
 mod search;
 pub mod text;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-pub use ingest::{IngestDirOptions, IngestDirResult, IngestResult, Skipped};
+pub use ingest::{FileChange, IngestDirOptions, IngestDirResult, IngestResult, Scope, Skipped};
 pub use search::{SearchFilter, SearchHit, SearchResult};
 
 use crate::store::{CollectionSpec, Condition, Filter, Store, StoreError};
@@ -61,6 +62,10 @@ pub enum EngineError {
     /// Stopped by cancellation or deadline.
     #[error("cancelled")]
     Cancelled,
+    /// A limit is reached (watches, the OS's watch limit); the message says which and how
+    /// to raise it.
+    #[error("{0}")]
+    Limit(String),
     /// The store failed.
     #[error(transparent)]
     Storage(StoreError),

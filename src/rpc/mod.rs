@@ -15,7 +15,7 @@ pub mod transport;
 pub mod writer;
 
 pub use error::{ErrorKind, RpcError};
-pub use router::{MethodKind, Progress, RequestContext, Router};
+pub use router::{MethodKind, Notifier, Progress, RequestContext, Router};
 pub(crate) use server::Sink;
 pub use server::{ServerConfig, serve};
 

@@ -44,6 +44,38 @@ pub struct RequestContext {
     pub deadline: Option<Instant>,
     /// Progress notifications for this request (a no-op without `_meta.progressToken`).
     pub progress: Progress,
+    /// Sends other notifications (e.g. `watch/event`), now or later.
+    pub notifier: Notifier,
+}
+
+/// Sends notifications to the host from anywhere (any thread, after the request).
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    outbox: Option<Outbox>,
+}
+
+impl Notifier {
+    pub(crate) fn new(outbox: Outbox) -> Self {
+        Notifier {
+            outbox: Some(outbox),
+        }
+    }
+
+    /// A notifier that drops everything (for handlers run outside a server).
+    pub fn disconnected() -> Self {
+        Notifier { outbox: None }
+    }
+
+    /// Sends `method` with `params` (serialized; dropped if that fails).
+    pub fn send<T: Serialize>(&self, method: &'static str, params: &T) {
+        if let (Some(outbox), Ok(params)) = (&self.outbox, serde_json::value::to_raw_value(params))
+        {
+            outbox.send(Outgoing::Notification {
+                method: method.into(),
+                params,
+            });
+        }
+    }
 }
 
 /// Per-request state shared by the progress sender and the responder, so that no

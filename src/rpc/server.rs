@@ -32,7 +32,7 @@ use super::error::{ErrorKind, RpcError};
 use super::message::{
     Id, IdKey, Line, Message, Meta, Outgoing, Request, Response, decode_line, split_meta,
 };
-use super::router::{Gate, Progress, RequestContext, Router};
+use super::router::{Gate, Notifier, Progress, RequestContext, Router};
 use super::slots::{Admission, Permit, Slots, Ticket};
 use super::stats::{Stats, UNKNOWN_METHOD};
 use super::writer::{Outbox, spawn_writer};
@@ -543,6 +543,7 @@ impl Server {
                 cancel: cancel.clone(),
                 deadline,
                 progress,
+                notifier: Notifier::new(self.outbox.clone()),
             };
             let work = AssertUnwindSafe(handler(params, ctx)).catch_unwind();
             let result = tokio::select! {

@@ -1,0 +1,466 @@
+//! Watched folders: the index follows every change on disk.
+//!
+//! A watch arms a recursive OS watcher (`notify`, debounced by
+//! `notify-debouncer-full`, which pairs renames and coalesces bursts), reconciles the
+//! index with the disk once (by content hash, like `ingest_dir`), then applies each
+//! debounced batch by reconciling only the folders it touched, with the same ignore
+//! rules and globs. Every applied change is reported through the watch's callback
+//! after the index holds it. Queue overflow (`need_rescan`) reconciles the whole root;
+//! a deleted root ends the watch with an error event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use notify::event::{ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use schemars::JsonSchema;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::ingest::{FileChange, IngestDirOptions, Scope};
+use super::{Engine, EngineError, Progress, absolute};
+
+/// What happened to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A new file.
+    Created,
+    /// New content.
+    Modified,
+    /// Gone.
+    Deleted,
+    /// Either end of a rename (the old path leaves the index, the new one enters).
+    Renamed,
+}
+
+/// `watch/event` params: one change, after the index applied it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchEvent {
+    /// The watch.
+    pub watch_id: String,
+    /// Absolute path of the file (or of the root, when it was deleted).
+    pub path: String,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Whether the index now reflects it.
+    pub indexed: bool,
+    /// Why not, when `indexed` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One running watch, as `watch/list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchInfo {
+    /// Id.
+    pub watch_id: String,
+    /// Absolute root folder.
+    pub root: String,
+    /// Collection.
+    pub collection: String,
+}
+
+/// What to watch.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    /// The folder.
+    pub root: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// Globs, as for `ingest_dir`.
+    pub options: IngestDirOptions,
+    /// Quiet time before a burst of changes is applied.
+    pub debounce: Duration,
+}
+
+/// Receives the events of one watch.
+pub type EventSink = Arc<dyn Fn(WatchEvent) + Send + Sync>;
+
+struct Running {
+    info: WatchInfo,
+    stop: CancellationToken,
+}
+
+/// The running watches of one engine.
+pub struct Watches {
+    engine: Arc<Engine>,
+    max: usize,
+    map: Arc<Mutex<BTreeMap<String, Running>>>,
+    next: AtomicU64,
+}
+
+fn os_limit() -> String {
+    let current = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    format!(
+        "the operating system's limit on watched folders is reached \
+         (fs.inotify.max_user_watches = {current}); raise it with \
+         `sudo sysctl fs.inotify.max_user_watches=524288` (and in /etc/sysctl.conf to keep it)"
+    )
+}
+
+fn watch_error(root: &Path, e: notify::Error) -> EngineError {
+    let enospc = matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28));
+    if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) || enospc {
+        EngineError::Limit(os_limit())
+    } else {
+        EngineError::InvalidPath(format!("cannot watch {}: {e}", root.display()))
+    }
+}
+
+impl Watches {
+    /// No watches yet; at most `max` at once.
+    pub fn new(engine: Arc<Engine>, max: usize) -> Self {
+        Watches {
+            engine,
+            max,
+            map: Arc::new(Mutex::new(BTreeMap::new())),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The running watches.
+    pub fn list(&self) -> Vec<WatchInfo> {
+        self.map
+            .lock()
+            .map(|m| m.values().map(|r| r.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops a watch; `false` if there is none with that id.
+    pub fn stop(&self, id: &str) -> bool {
+        let removed = self.map.lock().ok().and_then(|mut m| m.remove(id));
+        match removed {
+            Some(r) => {
+                r.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every watch.
+    pub fn stop_all(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            for (_, r) in std::mem::take(&mut *m) {
+                r.stop.cancel();
+            }
+        }
+    }
+
+    /// Arms the watcher, reconciles the index with the disk (reporting `progress`),
+    /// then follows changes on a thread of its own, reporting each to `sink`.
+    ///
+    /// Errors: `NotFound`/`InvalidPath` for the root, `Limit` (too many watches, or
+    /// the OS watch limit), `InvalidInput` (globs), `Cancelled`, `Storage`.
+    pub fn start(
+        &self,
+        spec: WatchSpec,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(Progress) + Sync),
+        sink: EventSink,
+    ) -> Result<WatchInfo, EngineError> {
+        let root = absolute(&spec.root);
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(EngineError::InvalidPath(format!(
+                    "not a folder: {}",
+                    root.display()
+                )));
+            }
+            Err(_) => {
+                return Err(EngineError::NotFound(format!(
+                    "no such folder: {}",
+                    root.display()
+                )));
+            }
+        }
+        if self.map.lock().map(|m| m.len()).unwrap_or(0) >= self.max {
+            return Err(EngineError::Limit(format!(
+                "too many watches: at most {} at once (--max-watches)",
+                self.max
+            )));
+        }
+        let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+        let mut debouncer =
+            new_debouncer(spec.debounce, None, tx).map_err(|e| watch_error(&root, e))?;
+        debouncer
+            .watch(&root, RecursiveMode::Recursive)
+            .map_err(|e| watch_error(&root, e))?;
+        // Changes made during the reconcile wait in the channel and are applied after.
+        self.engine.ingest_tree(
+            Some(&spec.collection),
+            &root,
+            None,
+            &spec.options,
+            cancel,
+            progress,
+        )?;
+        let id = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let info = WatchInfo {
+            watch_id: id.clone(),
+            root: root.to_string_lossy().into_owned(),
+            collection: spec.collection.clone(),
+        };
+        let stop = CancellationToken::new();
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(
+                id.clone(),
+                Running {
+                    info: info.clone(),
+                    stop: stop.clone(),
+                },
+            );
+        }
+        let follower = Follower {
+            engine: self.engine.clone(),
+            id: id.clone(),
+            root,
+            spec,
+            sink,
+        };
+        let map = self.map.clone();
+        std::thread::Builder::new()
+            .name(format!("quarry-watch-{id}"))
+            .spawn(move || {
+                let _debouncer = debouncer; // dropped (unwatched) when the loop ends
+                follower.run(&rx, &stop);
+                if let Ok(mut m) = map.lock() {
+                    m.remove(&follower.id);
+                }
+                tracing::info!(watch = %follower.id, "watch ended");
+            })
+            .map_err(|e| EngineError::InvalidPath(format!("cannot start the watch thread: {e}")))?;
+        Ok(info)
+    }
+}
+
+struct Follower {
+    engine: Arc<Engine>,
+    id: String,
+    root: PathBuf,
+    spec: WatchSpec,
+    sink: EventSink,
+}
+
+impl Follower {
+    fn run(&self, rx: &mpsc::Receiver<DebounceEventResult>, stop: &CancellationToken) {
+        while !stop.is_cancelled() {
+            let batch = match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(b) => b,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            if stop.is_cancelled() {
+                return;
+            }
+            if !self.apply(batch) {
+                return;
+            }
+        }
+    }
+
+    fn emit(&self, path: String, kind: ChangeKind, error: Option<String>) {
+        (self.sink)(WatchEvent {
+            watch_id: self.id.clone(),
+            path,
+            kind,
+            indexed: error.is_none(),
+            error,
+        });
+    }
+
+    /// Applies one debounced batch; `false` when the watch must end.
+    fn apply(&self, batch: DebounceEventResult) -> bool {
+        let mut rescan = false;
+        let mut hints: HashMap<PathBuf, ChangeKind> = HashMap::new();
+        match batch {
+            Ok(events) => {
+                for ev in events {
+                    if ev.need_rescan() {
+                        rescan = true;
+                    }
+                    let kind = match ev.kind {
+                        EventKind::Create(_) => ChangeKind::Created,
+                        EventKind::Remove(_) => ChangeKind::Deleted,
+                        EventKind::Modify(ModifyKind::Name(
+                            RenameMode::Both | RenameMode::From | RenameMode::To | RenameMode::Any,
+                        )) => ChangeKind::Renamed,
+                        EventKind::Access(_) => continue,
+                        _ => ChangeKind::Modified,
+                    };
+                    for p in &ev.paths {
+                        hints.insert(p.clone(), kind);
+                    }
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!(watch = %self.id, error = %e, "watch error; rescanning");
+                }
+                rescan = true;
+            }
+        }
+        if !self.root.is_dir() {
+            let removed = self
+                .engine
+                .remove_under(&self.spec.collection, &self.root)
+                .map(|d| d.len())
+                .unwrap_or(0);
+            self.emit(
+                self.root.to_string_lossy().into_owned(),
+                ChangeKind::Deleted,
+                Some(format!(
+                    "the watched root was deleted ({removed} documents removed); the watch ended"
+                )),
+            );
+            return false;
+        }
+        let mut scopes: Vec<Scope> = Vec::new();
+        let mut gone: Vec<PathBuf> = Vec::new();
+        if rescan {
+            scopes.push(Scope {
+                dir: self.root.clone(),
+                recursive: true,
+            });
+        } else {
+            for p in hints.keys() {
+                if !p.starts_with(&self.root) {
+                    continue;
+                }
+                if p.is_dir() {
+                    scopes.push(Scope {
+                        dir: p.clone(),
+                        recursive: true,
+                    });
+                } else if p.exists() {
+                    if let Some(parent) = p.parent() {
+                        scopes.push(Scope {
+                            dir: parent.to_owned(),
+                            recursive: false,
+                        });
+                    }
+                } else {
+                    gone.push(p.clone());
+                }
+            }
+        }
+        let hint_of = |path: &str| -> Option<ChangeKind> {
+            Path::new(path)
+                .ancestors()
+                .find_map(|a| hints.get(a).copied())
+        };
+        for p in gone {
+            match self.engine.remove_under(&self.spec.collection, &p) {
+                Ok(docs) => {
+                    for d in docs {
+                        let kind = match hint_of(&d) {
+                            Some(ChangeKind::Renamed) => ChangeKind::Renamed,
+                            _ => ChangeKind::Deleted,
+                        };
+                        self.emit(d, kind, None);
+                    }
+                }
+                Err(e) => self.emit(
+                    p.to_string_lossy().into_owned(),
+                    ChangeKind::Deleted,
+                    Some(e.to_string()),
+                ),
+            }
+        }
+        for scope in dedupe(scopes) {
+            let result = self.engine.ingest_tree(
+                Some(&self.spec.collection),
+                &self.root,
+                Some(&scope),
+                &self.spec.options,
+                &CancellationToken::new(),
+                &|_| {},
+            );
+            match result {
+                Ok((_, changes)) => {
+                    for c in changes {
+                        match c {
+                            FileChange::Written { path, existed } => {
+                                let kind = match (hint_of(&path), existed) {
+                                    (_, true) => ChangeKind::Modified,
+                                    (Some(ChangeKind::Renamed), false) => ChangeKind::Renamed,
+                                    (_, false) => ChangeKind::Created,
+                                };
+                                self.emit(path, kind, None);
+                            }
+                            FileChange::Removed { path } => {
+                                let kind = match hint_of(&path) {
+                                    Some(ChangeKind::Renamed) => ChangeKind::Renamed,
+                                    _ => ChangeKind::Deleted,
+                                };
+                                self.emit(path, kind, None);
+                            }
+                            FileChange::Skipped { path, reason } => {
+                                // Only report files this batch touched.
+                                if let Some(kind) = hints.get(Path::new(&path)).copied() {
+                                    self.emit(path, kind, Some(reason));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(watch = %self.id, error = %e, "applying changes failed");
+                    self.emit(
+                        scope.dir.to_string_lossy().into_owned(),
+                        ChangeKind::Modified,
+                        Some(e.to_string()),
+                    );
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Drops scopes covered by a recursive one; merges duplicates.
+fn dedupe(mut scopes: Vec<Scope>) -> Vec<Scope> {
+    scopes.sort_by(|a, b| a.dir.cmp(&b.dir).then(b.recursive.cmp(&a.recursive)));
+    let mut out: Vec<Scope> = Vec::new();
+    for s in scopes {
+        let covered = out.iter().any(|o| {
+            (o.recursive && s.dir.starts_with(&o.dir))
+                || (o.dir == s.dir && (o.recursive || !s.recursive))
+        });
+        if !covered {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_covered_by_a_recursive_one_are_dropped() {
+        let s = |d: &str, r: bool| Scope {
+            dir: PathBuf::from(d),
+            recursive: r,
+        };
+        let got = dedupe(vec![
+            s("/a/b", false),
+            s("/a", true),
+            s("/c", false),
+            s("/c", false),
+            s("/a/b/c", true),
+        ]);
+        assert_eq!(got, vec![s("/a", true), s("/c", false)]);
+    }
+}
