@@ -75,5 +75,8 @@ fn openrpc_lists_every_method_with_params_and_result() {
         .iter()
         .map(|n| n["name"].as_str().unwrap())
         .collect();
-    assert_eq!(to_host, ["sidecar/ready", "notifications/progress"]);
+    assert_eq!(
+        to_host,
+        ["sidecar/ready", "notifications/progress", "watch/event"]
+    );
 }
