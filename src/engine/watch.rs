@@ -254,17 +254,44 @@ struct Follower {
 
 impl Follower {
     fn run(&self, rx: &mpsc::Receiver<DebounceEventResult>, stop: &CancellationToken) {
+        let mut settle: Vec<(std::time::Instant, Scope)> = Vec::new();
         while !stop.is_cancelled() {
             let batch = match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(b) => b,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Files written into a new folder before the OS watcher covered it
+                    // raise no event: look at new folders once more when things settle.
+                    let now = std::time::Instant::now();
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        settle.into_iter().partition(|(at, _)| *at <= now);
+                    settle = later;
+                    let scopes: Vec<Scope> = due.into_iter().map(|(_, s)| s).collect();
+                    if !scopes.is_empty() {
+                        self.reconcile(dedupe(scopes), &HashMap::new());
+                    }
+                    continue;
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             };
             if stop.is_cancelled() {
                 return;
             }
-            if !self.apply(batch) {
-                return;
+            match self.apply(batch) {
+                None => return,
+                Some(new_dirs) => {
+                    let at = std::time::Instant::now()
+                        + (self.spec.debounce * 2)
+                            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+                    settle.extend(new_dirs.into_iter().map(|dir| {
+                        (
+                            at,
+                            Scope {
+                                dir,
+                                recursive: true,
+                            },
+                        )
+                    }));
+                }
             }
         }
     }
@@ -279,8 +306,9 @@ impl Follower {
         });
     }
 
-    /// Applies one debounced batch; `false` when the watch must end.
-    fn apply(&self, batch: DebounceEventResult) -> bool {
+    /// Applies one debounced batch; `None` when the watch must end, else the folders it
+    /// saw created (to look at again once they settle).
+    fn apply(&self, batch: DebounceEventResult) -> Option<Vec<PathBuf>> {
         let mut rescan = false;
         let mut hints: HashMap<PathBuf, ChangeKind> = HashMap::new();
         match batch {
@@ -323,8 +351,13 @@ impl Follower {
                     "the watched root was deleted ({removed} documents removed); the watch ended"
                 )),
             );
-            return false;
+            return None;
         }
+        let new_dirs: Vec<PathBuf> = hints
+            .iter()
+            .filter(|(p, k)| **k != ChangeKind::Deleted && p.is_dir() && p.starts_with(&self.root))
+            .map(|(p, _)| p.clone())
+            .collect();
         let mut scopes: Vec<Scope> = Vec::new();
         let mut gone: Vec<PathBuf> = Vec::new();
         if rescan {
@@ -344,9 +377,12 @@ impl Follower {
                     });
                 } else if p.exists() {
                     if let Some(parent) = p.parent() {
+                        // A created file may be the first sign of a new folder tree whose
+                        // own events raced the OS watcher: look at its folder recursively.
+                        let recursive = hints.get(p) != Some(&ChangeKind::Modified);
                         scopes.push(Scope {
                             dir: parent.to_owned(),
-                            recursive: false,
+                            recursive,
                         });
                     }
                 } else {
@@ -377,6 +413,17 @@ impl Follower {
                 ),
             }
         }
+        self.reconcile(dedupe(scopes), &hints);
+        Some(new_dirs)
+    }
+
+    /// Reconciles `scopes` and reports each change (kinds refined by `hints`).
+    fn reconcile(&self, scopes: Vec<Scope>, hints: &HashMap<PathBuf, ChangeKind>) {
+        let hint_of = |path: &str| -> Option<ChangeKind> {
+            Path::new(path)
+                .ancestors()
+                .find_map(|a| hints.get(a).copied())
+        };
         for scope in dedupe(scopes) {
             let result = self.engine.ingest_tree(
                 Some(&self.spec.collection),
@@ -424,7 +471,6 @@ impl Follower {
                 }
             }
         }
-        true
     }
 }
 
