@@ -19,25 +19,37 @@ fn hits(s: &mut Sidecar, id: &str, query: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits for a `watch/event` for `path` (by suffix) of `kind`.
+thread_local! {
+    /// Watch events received but not yet asked for (they may come in any order).
+    static SEEN: std::cell::RefCell<Vec<Value>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Waits for a `watch/event` for `path` (by suffix) of `kind`, in any order.
 fn event(s: &mut Sidecar, path: &str, kind: &str) -> Value {
+    let matches = |v: &Value| {
+        v["params"]["path"].as_str().unwrap().ends_with(path) && v["params"]["kind"] == kind
+    };
+    let earlier = SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let pos = seen.iter().position(matches)?;
+        Some(seen.remove(pos))
+    });
+    if let Some(v) = earlier {
+        return v["params"].clone();
+    }
     let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
     loop {
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} event for {path}; saw {seen:?}"
-        );
         let Some(v) = s.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            panic!("no {kind} event for {path}; saw {seen:?}");
+            let seen = SEEN.with(|seen| seen.borrow().clone());
+            panic!("no {kind} event for {path}; unclaimed events: {seen:?}");
         };
-        seen.push(v.clone());
-        if v["method"] == "watch/event"
-            && v["params"]["path"].as_str().unwrap().ends_with(path)
-            && v["params"]["kind"] == kind
-        {
+        if v["method"] != "watch/event" {
+            continue;
+        }
+        if matches(&v) {
             return v["params"].clone();
         }
+        SEEN.with(|seen| seen.borrow_mut().push(v));
     }
 }
 
