@@ -212,14 +212,7 @@ pub fn register_watch(router: &mut Router, watches: Option<Arc<Watches>>) {
                     };
                     let notifier = ctx.notifier.clone();
                     let sink = Arc::new(move |e: WatchEvent| notifier.send("watch/event", &e));
-                    let progress = |pr: crate::engine::Progress| {
-                        ctx.progress.report(
-                            pr.files_done as f64,
-                            Some(pr.files_total as f64),
-                            Some("reconciling"),
-                        );
-                    };
-                    watches.start(spec, &ctx.cancel, &progress, sink)
+                    watches.start(spec, &ctx.cancel, &ingest_progress(&ctx), sink)
                 })
                 .await?;
                 Ok(WatchStarted {
@@ -271,171 +264,160 @@ fn engine_or_error(engine: &Option<Arc<Engine>>) -> Result<Arc<Engine>, RpcError
         .ok_or_else(|| RpcError::new(ErrorKind::Storage, "no engine in this process"))
 }
 
+/// Registers a method whose whole work is one blocking engine call `f(engine, params,
+/// ctx)`, run on the blocking pool.
+fn engine_method<P, R>(
+    router: &mut Router,
+    name: &'static str,
+    summary: &'static str,
+    engine: &Option<Arc<Engine>>,
+    f: fn(&Engine, P, &RequestContext) -> Result<R, EngineError>,
+) where
+    P: serde::de::DeserializeOwned + JsonSchema + Send + 'static,
+    R: Serialize + JsonSchema + Send + 'static,
+{
+    let e = engine.clone();
+    router.method(name, summary, move |p: P, ctx: RequestContext| {
+        let e = e.clone();
+        async move {
+            let engine = engine_or_error(&e)?;
+            blocking(move || f(&engine, p, &ctx)).await
+        }
+    });
+}
+
+/// Throttled progress for ingests: at most every 100 ms, and the last one.
+fn ingest_progress(ctx: &RequestContext) -> impl Fn(crate::engine::Progress) + Sync + '_ {
+    let last = std::sync::Mutex::new(None::<Instant>);
+    move |pr: crate::engine::Progress| {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+            || pr.files_done == pr.files_total;
+        if due {
+            *last = Some(Instant::now());
+            let msg = format!(
+                "{}/{} files, {:.1} MB",
+                pr.files_done,
+                pr.files_total,
+                pr.bytes as f64 / 1e6
+            );
+            ctx.progress.report(
+                pr.files_done as f64,
+                Some(pr.files_total as f64),
+                Some(&msg),
+            );
+        }
+    }
+}
+
 /// Registers the engine methods (§9). `engine` is `None` only to document them.
 pub fn register_engine(router: &mut Router, engine: Option<Arc<Engine>>) {
-    let e = engine.clone();
-    router.method(
+    engine_method(
+        router,
         "collections/list",
         "Every collection with its chunk (`points`) and document counts.",
-        move |_: crate::rpc::control::Empty, _ctx| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let collections = blocking(move || engine.collections()).await?;
-                Ok(CollectionsList { collections })
-            }
+        &engine,
+        |engine, _: crate::rpc::control::Empty, _| {
+            Ok(CollectionsList {
+                collections: engine.collections()?,
+            })
         },
     );
-    let e = engine.clone();
-    router.method(
+    engine_method(
+        router,
         "collections/create",
         "Creates a collection (no-op if it exists).",
-        move |p: CollectionName, _ctx| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let name = p.name.clone();
-                let created = blocking(move || engine.create_collection(&name)).await?;
-                Ok(CollectionCreated {
-                    name: p.name,
-                    created,
-                })
-            }
+        &engine,
+        |engine, p: CollectionName, _| {
+            let created = engine.create_collection(&p.name)?;
+            Ok(CollectionCreated {
+                name: p.name,
+                created,
+            })
         },
     );
-    let e = engine.clone();
-    router.method(
+    engine_method(
+        router,
         "collections/delete",
         "Deletes a collection and everything in it.",
-        move |p: CollectionName, _ctx| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let name = p.name.clone();
-                let deleted = blocking(move || engine.delete_collection(&name)).await?;
-                Ok(CollectionDeleted {
-                    name: p.name,
-                    deleted,
-                })
-            }
+        &engine,
+        |engine, p: CollectionName, _| {
+            let deleted = engine.delete_collection(&p.name)?;
+            Ok(CollectionDeleted {
+                name: p.name,
+                deleted,
+            })
         },
     );
-    let e = engine.clone();
-    router.method(
+    engine_method(
+        router,
         "documents/ingest",
         "Indexes one file (or given content), idempotently by content hash.",
-        move |p: IngestParams, _ctx| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let r: IngestResult = blocking(move || {
-                    let metadata = p.metadata.map(Value::Object);
-                    engine.ingest(
-                        p.collection.as_deref(),
-                        &PathBuf::from(&p.path),
-                        p.content,
-                        metadata.as_ref(),
-                    )
-                })
-                .await?;
-                Ok(r)
-            }
+        &engine,
+        |engine, p: IngestParams, _| -> Result<IngestResult, EngineError> {
+            let metadata = p.metadata.map(Value::Object);
+            engine.ingest(
+                p.collection.as_deref(),
+                &PathBuf::from(&p.path),
+                p.content,
+                metadata.as_ref(),
+            )
         },
     );
-    let e = engine.clone();
-    router.method(
+    engine_method(
+        router,
         "documents/ingestDir",
         "Indexes every text file under a folder (honouring .gitignore), removes vanished ones; reports progress.",
-        move |p: IngestDirParams, ctx: RequestContext| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let r: IngestDirResult = blocking(move || {
-                    let options = IngestDirOptions {
-                        include: p.include.unwrap_or_default(),
-                        exclude: p.exclude.unwrap_or_default(),
-                    };
-                    let last = std::sync::Mutex::new(None::<Instant>);
-                    let progress = |pr: crate::engine::Progress| {
-                        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-                        let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
-                            || pr.files_done == pr.files_total;
-                        if due {
-                            *last = Some(Instant::now());
-                            let msg = format!(
-                                "{}/{} files, {:.1} MB",
-                                pr.files_done,
-                                pr.files_total,
-                                pr.bytes as f64 / 1e6
-                            );
-                            ctx.progress.report(
-                                pr.files_done as f64,
-                                Some(pr.files_total as f64),
-                                Some(&msg),
-                            );
-                        }
-                    };
-                    engine.ingest_dir(
-                        p.collection.as_deref(),
-                        &PathBuf::from(&p.root),
-                        &options,
-                        &ctx.cancel,
-                        &progress,
-                    )
-                })
-                .await?;
-                Ok(r)
-            }
+        &engine,
+        |engine, p: IngestDirParams, ctx| -> Result<IngestDirResult, EngineError> {
+            let options = IngestDirOptions {
+                include: p.include.unwrap_or_default(),
+                exclude: p.exclude.unwrap_or_default(),
+            };
+            engine.ingest_dir(
+                p.collection.as_deref(),
+                &PathBuf::from(&p.root),
+                &options,
+                &ctx.cancel,
+                &ingest_progress(ctx),
+            )
         },
     );
-    let e = engine.clone();
-    router.method(
+    engine_method(
+        router,
         "documents/delete",
         "Deletes documents by path (a file or a folder) and/or documentId.",
-        move |p: DeleteParams, _ctx| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let deleted = blocking(move || {
-                    engine.delete_documents(
-                        p.collection
-                            .as_deref()
-                            .unwrap_or(crate::engine::DEFAULT_COLLECTION),
-                        p.path.as_deref().map(std::path::Path::new),
-                        p.document_id.as_deref(),
-                    )
-                })
-                .await?;
-                Ok(Deleted { deleted })
-            }
+        &engine,
+        |engine, p: DeleteParams, _| {
+            let deleted = engine.delete_documents(
+                p.collection
+                    .as_deref()
+                    .unwrap_or(crate::engine::DEFAULT_COLLECTION),
+                p.path.as_deref().map(std::path::Path::new),
+                p.document_id.as_deref(),
+            )?;
+            Ok(Deleted { deleted })
         },
     );
-    let e = engine;
-    router.method(
+    engine_method(
+        router,
         "search/query",
         "Ranked chunks for a query, deduplicated per chunk, with snippets.",
-        move |p: QueryParams, _ctx| {
-            let e = e.clone();
-            async move {
-                let engine = engine_or_error(&e)?;
-                let limit = p.limit.unwrap_or(10);
-                if limit == 0 || limit > MAX_LIMIT {
-                    return Err(RpcError::invalid_params(
-                        "limit",
-                        format!("must be between 1 and {MAX_LIMIT}"),
-                    ));
-                }
-                let r: SearchResult = blocking(move || {
-                    let f = p.filter.unwrap_or_default();
-                    let filter = SearchFilter {
-                        path_prefix: f.path_prefix.map(PathBuf::from),
-                        languages: f.languages.unwrap_or_default(),
-                    };
-                    engine.search(p.collection.as_deref(), &p.query, limit as usize, &filter)
-                })
-                .await?;
-                Ok(r)
+        &engine,
+        |engine, p: QueryParams, _| -> Result<SearchResult, EngineError> {
+            let limit = p.limit.unwrap_or(10);
+            if limit == 0 || limit > MAX_LIMIT {
+                return Err(EngineError::InvalidInput {
+                    field: "limit",
+                    message: format!("must be between 1 and {MAX_LIMIT}"),
+                });
             }
+            let f = p.filter.unwrap_or_default();
+            let filter = SearchFilter {
+                path_prefix: f.path_prefix.map(PathBuf::from),
+                languages: f.languages.unwrap_or_default(),
+            };
+            engine.search(p.collection.as_deref(), &p.query, limit as usize, &filter)
         },
     );
 }
