@@ -227,12 +227,9 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     // Before anything can print: keep the real stdout for the protocol only.
-    let (output, input) = match (transport::claim_stdout(), transport::claim_stdin()) {
-        (Ok(o), Ok(i)) => (o, i),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("quarry: cannot set up stdio: {e}");
-            return ExitCode::from(2);
-        }
+    let (output, input) = match claim_stdio() {
+        Ok(fds) => fds,
+        Err(code) => return code,
     };
     let guard = logging::init(args.log_format);
     let config = ServerConfig {
@@ -252,40 +249,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let router = quarry::methods::router(args.debug_methods, Some(engine), args.max_watches);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(2);
-        }
-    };
-    let result = runtime.block_on(async move {
-        let input = transport::async_input(input)?;
-        let output = transport::async_output(output)?;
-        rpc::serve(config, router, input, output).await
-    });
-    let code = match result {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            2
-        }
-    };
-    drop(guard);
-    // Do not wait for blocking work that ignored cancellation.
-    std::process::exit(code);
+    run_stdio(input, output, guard, "server", move |i, o| {
+        rpc::serve(config, router, i, o)
+    })
 }
 
 fn supervise(args: SuperviseArgs) -> ExitCode {
-    let (output, input) = match (transport::claim_stdout(), transport::claim_stdin()) {
-        (Ok(o), Ok(i)) => (o, i),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("quarry: cannot set up stdio: {e}");
-            return ExitCode::from(2);
-        }
+    let (output, input) = match claim_stdio() {
+        Ok(fds) => fds,
+        Err(code) => return code,
     };
     let guard = logging::init(args.log_format);
     let ms = Duration::from_millis;
@@ -299,6 +271,36 @@ fn supervise(args: SuperviseArgs) -> ExitCode {
     config.restart.window = ms(args.restart_window_ms);
     config.restart.initial = ms(args.backoff_initial_ms);
     config.restart.max = ms(args.backoff_max_ms.max(args.backoff_initial_ms));
+    let max = usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX);
+    run_stdio(input, output, guard, "supervisor", move |i, o| {
+        quarry::supervise::run(config, i, o, max)
+    })
+}
+
+/// Keeps the real stdout for protocol messages only (see `transport::claim_stdout`).
+fn claim_stdio() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), ExitCode> {
+    match (transport::claim_stdout(), transport::claim_stdin()) {
+        (Ok(o), Ok(i)) => Ok((o, i)),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("quarry: cannot set up stdio: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Runs `serve(input, output)` on a current-thread runtime, then exits the process
+/// (without waiting for blocking work that ignored cancellation).
+fn run_stdio<F, Fut>(
+    input: std::os::fd::OwnedFd,
+    output: std::os::fd::OwnedFd,
+    guard: tracing_appender::non_blocking::WorkerGuard,
+    what: &str,
+    serve: F,
+) -> ExitCode
+where
+    F: FnOnce(transport::Input, transport::Output) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -309,16 +311,15 @@ fn supervise(args: SuperviseArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let max = usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX);
     let result = runtime.block_on(async move {
         let input = transport::async_input(input)?;
         let output = transport::async_output(output)?;
-        quarry::supervise::run(config, input, output, max).await
+        serve(input, output).await
     });
     let code = match result {
         Ok(()) => 0,
         Err(e) => {
-            tracing::error!(error = %e, "supervisor failed");
+            tracing::error!(error = %e, "{what} failed");
             2
         }
     };
@@ -330,10 +331,7 @@ fn ingest(args: IngestArgs) -> ExitCode {
     let _guard = logging::init(LogFormat::Text);
     let engine = match args.store.open() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("quarry: cannot open the store: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cannot_open(&e),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -386,10 +384,7 @@ fn search(args: SearchArgs) -> ExitCode {
     let _guard = logging::init(LogFormat::Text);
     let engine = match args.store.open() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("quarry: cannot open the store: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cannot_open(&e),
     };
     let filter = SearchFilter {
         path_prefix: args.path_prefix,
@@ -418,6 +413,11 @@ fn search(args: SearchArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cannot_open(e: &str) -> ExitCode {
+    eprintln!("quarry: cannot open the store: {e}");
+    ExitCode::from(2)
 }
 
 fn schemas(args: SchemasArgs) -> ExitCode {

@@ -348,27 +348,7 @@ impl Engine {
         let collection = collection.unwrap_or(DEFAULT_COLLECTION);
         let root = absolute(root);
         let mut changes = Vec::new();
-        match std::fs::metadata(&root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(EngineError::InvalidPath(format!(
-                    "not a folder: {}",
-                    root.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(EngineError::NotFound(format!(
-                    "no such folder: {}",
-                    root.display()
-                )));
-            }
-            Err(e) => {
-                return Err(EngineError::InvalidPath(format!(
-                    "unreadable: {}: {e}",
-                    root.display()
-                )));
-            }
-        }
+        super::require_dir(&root)?;
         self.create_collection(collection)?;
         let (walk_dir, recursive) = match scope {
             Some(s) => (absolute(&s.dir), s.recursive),

@@ -160,6 +160,25 @@ pub fn absolute(path: &Path) -> PathBuf {
     out
 }
 
+/// Checks that `dir` is an existing folder: `NotFound` or `InvalidPath` otherwise.
+pub(crate) fn require_dir(dir: &Path) -> Result<(), EngineError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(EngineError::InvalidPath(format!(
+            "not a folder: {}",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(EngineError::NotFound(format!(
+            "no such folder: {}",
+            dir.display()
+        ))),
+        Err(e) => Err(EngineError::InvalidPath(format!(
+            "unreadable: {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
 /// Stable id of a document: the first 16 hex digits of BLAKE3 of its absolute path.
 pub fn document_id(path: &str) -> String {
     blake3::hash(path.as_bytes()).to_hex()[..16].to_owned()

@@ -169,21 +169,7 @@ impl Watches {
         sink: EventSink,
     ) -> Result<WatchInfo, EngineError> {
         let root = absolute(&spec.root);
-        match std::fs::metadata(&root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(EngineError::InvalidPath(format!(
-                    "not a folder: {}",
-                    root.display()
-                )));
-            }
-            Err(_) => {
-                return Err(EngineError::NotFound(format!(
-                    "no such folder: {}",
-                    root.display()
-                )));
-            }
-        }
+        super::require_dir(&root)?;
         if self.map.lock().map(|m| m.len()).unwrap_or(0) >= self.max {
             return Err(EngineError::Limit(format!(
                 "too many watches: at most {} at once (--max-watches)",
