@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::rpc::Sink;
 use crate::rpc::codec::{Frame, LineCodec};
 use crate::rpc::message::{
-    Id, IdKey, Line, Message, Outgoing, Request, Response, decode_line, split_meta,
+    Id, IdKey, Line, Message, Outgoing, Request, Response, cancel_target, decode_line, split_meta,
 };
 use crate::rpc::writer::{Outbox, spawn_writer};
 use crate::rpc::{ErrorKind, RpcError};
@@ -115,16 +115,7 @@ impl Proxy {
                 params,
             }) => match method.as_str() {
                 "notifications/cancelled" | "$/cancelRequest" => {
-                    #[derive(serde::Deserialize)]
-                    #[serde(rename_all = "camelCase")]
-                    struct Target<'a> {
-                        #[serde(borrow, alias = "id")]
-                        request_id: &'a RawValue,
-                    }
-                    let key = params
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str::<Target<'_>>(p.get()).ok())
-                        .and_then(|t| Id::key_of(t.request_id));
+                    let key = cancel_target(params.as_deref());
                     if let Some(token) =
                         key.and_then(|k| self.in_flight.lock().ok()?.get(&k).cloned())
                     {
@@ -334,9 +325,7 @@ where
                 },
                 Some(Ok(Frame::TooLarge { len })) => Sink::Direct(outbox.clone()).deliver(Response {
                     id: None,
-                    body: Err(RpcError::new(ErrorKind::MessageTooLarge, format!("message of {len} bytes exceeds the limit of {max_message_bytes} bytes"))
-                        .with("limit", max_message_bytes)
-                        .with("size", len)),
+                    body: Err(RpcError::message_too_large(len, max_message_bytes)),
                 }),
                 Some(Err(_)) | None => break,
             },

@@ -105,6 +105,23 @@ def _flags(flags: Dict[str, Any]) -> List[str]:
     return out
 
 
+def _tree_params(
+    root: PathLike,
+    collection: Optional[str],
+    include: Optional[Sequence[str]],
+    exclude: Optional[Sequence[str]],
+) -> Dict[str, Any]:
+    """Params shared by ``documents/ingestDir`` and ``watch/start``."""
+    params: Dict[str, Any] = {"root": os.fspath(root)}
+    if collection is not None:
+        params["collection"] = collection
+    if include:
+        params["include"] = list(include)
+    if exclude:
+        params["exclude"] = list(exclude)
+    return params
+
+
 class _Subscription:
     """An async iterator over one subscriber queue, registered at creation (so nothing
     published between subscribing and the first ``async for`` step is lost)."""
@@ -586,13 +603,7 @@ class QuarryClient:
     ) -> IngestDirResult:
         """Indexes every text file under ``root`` (idempotent, so replayed after a
         crash)."""
-        params: Dict[str, Any] = {"root": os.fspath(root)}
-        if collection is not None:
-            params["collection"] = collection
-        if include:
-            params["include"] = list(include)
-        if exclude:
-            params["exclude"] = list(exclude)
+        params = _tree_params(root, collection, include, exclude)
         r = await self.call(
             "documents/ingestDir", params, timeout=timeout, idempotent=True, on_progress=on_progress
         )
@@ -640,13 +651,7 @@ class QuarryClient:
         events: async for event in events: ...`` so that leaving the loop stops it at
         once; the root's deletion ends it too (the last event carries the error)."""
         events = self._watch_events.subscribe()
-        params: Dict[str, Any] = {"root": os.fspath(root)}
-        if collection is not None:
-            params["collection"] = collection
-        if include:
-            params["include"] = list(include)
-        if exclude:
-            params["exclude"] = list(exclude)
+        params = _tree_params(root, collection, include, exclude)
         if debounce_ms is not None:
             params["debounceMs"] = debounce_ms
         try:

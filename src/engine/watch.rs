@@ -376,16 +376,11 @@ impl Follower {
                 }
             }
         }
-        let hint_of = |path: &str| -> Option<ChangeKind> {
-            Path::new(path)
-                .ancestors()
-                .find_map(|a| hints.get(a).copied())
-        };
         for p in gone {
             match self.engine.remove_under(&self.spec.collection, &p) {
                 Ok(docs) => {
                     for d in docs {
-                        let kind = match hint_of(&d) {
+                        let kind = match hint_of(&hints, &d) {
                             Some(ChangeKind::Renamed) => ChangeKind::Renamed,
                             _ => ChangeKind::Deleted,
                         };
@@ -405,11 +400,6 @@ impl Follower {
 
     /// Reconciles `scopes` and reports each change (kinds refined by `hints`).
     fn reconcile(&self, scopes: Vec<Scope>, hints: &HashMap<PathBuf, ChangeKind>) {
-        let hint_of = |path: &str| -> Option<ChangeKind> {
-            Path::new(path)
-                .ancestors()
-                .find_map(|a| hints.get(a).copied())
-        };
         for scope in dedupe(scopes) {
             let result = self.engine.ingest_tree(
                 Some(&self.spec.collection),
@@ -424,7 +414,7 @@ impl Follower {
                     for c in changes {
                         match c {
                             FileChange::Written { path, existed } => {
-                                let kind = match (hint_of(&path), existed) {
+                                let kind = match (hint_of(hints, &path), existed) {
                                     (_, true) => ChangeKind::Modified,
                                     (Some(ChangeKind::Renamed), false) => ChangeKind::Renamed,
                                     (_, false) => ChangeKind::Created,
@@ -432,7 +422,7 @@ impl Follower {
                                 self.emit(path, kind, None);
                             }
                             FileChange::Removed { path } => {
-                                let kind = match hint_of(&path) {
+                                let kind = match hint_of(hints, &path) {
                                     Some(ChangeKind::Renamed) => ChangeKind::Renamed,
                                     _ => ChangeKind::Deleted,
                                 };
@@ -458,6 +448,13 @@ impl Follower {
             }
         }
     }
+}
+
+/// The event kind seen for `path` or its nearest ancestor in this batch.
+fn hint_of(hints: &HashMap<PathBuf, ChangeKind>, path: &str) -> Option<ChangeKind> {
+    Path::new(path)
+        .ancestors()
+        .find_map(|a| hints.get(a).copied())
 }
 
 /// Drops scopes covered by a recursive one; merges duplicates.

@@ -162,6 +162,17 @@ impl RpcError {
         ErrorKind::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
+    /// -32600 `message_too_large` for a line of `size` bytes over `limit`, with
+    /// `data.limit` and `data.size` (PROTOCOL.md §1).
+    pub fn message_too_large(size: usize, limit: usize) -> Self {
+        RpcError::new(
+            ErrorKind::MessageTooLarge,
+            format!("message of {size} bytes exceeds the limit of {limit} bytes"),
+        )
+        .with("limit", limit)
+        .with("size", size)
+    }
+
     /// -32603 for bugs.
     pub fn internal(message: impl Into<String>) -> Self {
         RpcError::new(ErrorKind::Internal, message)

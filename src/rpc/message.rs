@@ -217,6 +217,20 @@ fn decode_envelope(env: Envelope<'_>) -> Message {
     Message::Request(Request { id, method, params })
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelParams<'a> {
+    #[serde(borrow, alias = "id")]
+    request_id: &'a RawValue,
+}
+
+/// The id named by `notifications/cancelled` (`requestId`) or `$/cancelRequest`
+/// (`id`) params (PROTOCOL.md §5); `None` when absent or not a valid id.
+pub fn cancel_target(params: Option<&RawValue>) -> Option<IdKey> {
+    let p: CancelParams<'_> = serde_json::from_str(params?.get()).ok()?;
+    Id::key_of(p.request_id)
+}
+
 /// Request priority (`_meta.priority`, PROTOCOL.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use serde::Deserialize;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -30,7 +29,8 @@ use super::control::{
 };
 use super::error::{ErrorKind, RpcError};
 use super::message::{
-    Id, IdKey, Line, Message, Meta, Outgoing, Request, Response, decode_line, split_meta,
+    Id, IdKey, Line, Message, Meta, Outgoing, Request, Response, cancel_target, decode_line,
+    split_meta,
 };
 use super::router::{Gate, Notifier, Progress, RequestContext, Router};
 use super::slots::{Admission, Permit, Slots, Ticket};
@@ -248,13 +248,6 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CancelTarget<'a> {
-    #[serde(borrow, alias = "id")]
-    request_id: &'a RawValue,
-}
-
 impl Server {
     fn responder(
         &self,
@@ -283,15 +276,7 @@ impl Server {
         match frame {
             Frame::TooLarge { len } => {
                 Stats::bump(&self.stats.too_large);
-                let err = RpcError::new(
-                    ErrorKind::MessageTooLarge,
-                    format!(
-                        "message of {len} bytes exceeds the limit of {} bytes",
-                        self.config.max_message_bytes
-                    ),
-                )
-                .with("limit", self.config.max_message_bytes)
-                .with("size", len);
+                let err = RpcError::message_too_large(len, self.config.max_message_bytes);
                 self.responder(None, direct(), UNKNOWN_METHOD, received)
                     .send(Err(err));
             }
@@ -350,11 +335,7 @@ impl Server {
     ) {
         match method {
             "notifications/cancelled" | "$/cancelRequest" => {
-                let target = params
-                    .as_deref()
-                    .and_then(|p| serde_json::from_str::<CancelTarget<'_>>(p.get()).ok())
-                    .and_then(|t| Id::key_of(t.request_id));
-                match target {
+                match cancel_target(params.as_deref()) {
                     Some(key) => {
                         if let Some(token) = lock(&self.in_flight).get(&key) {
                             token.cancel();
