@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quarry::engine::text::Profile;
-use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchFilter};
+use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchRequest};
 use quarry::store::edge::EdgeStore;
 use tokio_util::sync::CancellationToken;
 
@@ -74,12 +74,42 @@ fn options() -> IngestDirOptions {
     }
 }
 
-fn open(data: &Path, profile: Profile) -> Engine {
+/// What the ranking table varies: the term profile and the definition boost.
+#[derive(Clone, Copy, PartialEq)]
+struct Variant {
+    profile: Profile,
+    boost: bool,
+}
+
+impl Variant {
+    fn is_default(&self) -> bool {
+        let d = EngineConfig::default();
+        self.profile == d.profile && self.boost == d.definition_boost
+    }
+
+    fn name(&self) -> String {
+        let p = match self.profile {
+            Profile::Code => "code",
+            Profile::Prose => "prose",
+        };
+        format!(
+            "`{p}` profile, {}",
+            if self.boost {
+                "definition boost"
+            } else {
+                "no definition boost"
+            }
+        )
+    }
+}
+
+fn open(data: &Path, v: Variant) -> Engine {
     let store = EdgeStore::open(data).expect("store");
     Engine::new(
         Arc::new(store),
         EngineConfig {
-            profile,
+            profile: v.profile,
+            definition_boost: v.boost,
             ..EngineConfig::default()
         },
     )
@@ -97,8 +127,8 @@ fn peak_rss_mb() -> f64 {
 }
 
 /// Child: ingest `corpus` into `data` and print one line of figures.
-fn child(corpus: &Path, data: &Path, profile: Profile) {
-    let engine = open(data, profile);
+fn child(corpus: &Path, data: &Path, v: Variant) {
+    let engine = open(data, v);
     let t = Instant::now();
     let bytes = std::sync::atomic::AtomicU64::new(0);
     let r = engine
@@ -134,15 +164,16 @@ struct IngestFigures {
     skipped_binary: u64,
 }
 
-fn run_child(corpus: &Path, data: &Path, profile: Profile) -> IngestFigures {
+fn run_child(corpus: &Path, data: &Path, v: Variant) -> IngestFigures {
     let out = Command::new(std::env::current_exe().unwrap())
         .arg("--child")
         .arg(corpus)
         .arg(data)
-        .arg(match profile {
+        .arg(match v.profile {
             Profile::Code => "code",
             Profile::Prose => "prose",
         })
+        .arg(if v.boost { "boost" } else { "no-boost" })
         .output()
         .expect("child");
     assert!(
@@ -168,15 +199,21 @@ fn pct(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+fn request(q: &str) -> SearchRequest {
+    SearchRequest {
+        query: q.to_owned(),
+        limit: Some(10),
+        ..SearchRequest::default()
+    }
+}
+
 /// hit@1 and MRR@10 of the judged queries.
 fn quality(engine: &Engine) -> (f64, f64, Vec<String>) {
     let mut hits1 = 0.0;
     let mut mrr = 0.0;
     let mut misses = Vec::new();
     for (q, want) in JUDGED {
-        let r = engine
-            .search(None, q, 10, &SearchFilter::default())
-            .expect("search");
+        let r = engine.search(&request(q)).expect("search");
         let rank = r
             .hits
             .iter()
@@ -238,12 +275,15 @@ fn mean_terms_per_chunk(corpus: &Path) -> (f64, usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
-        let profile = if args[4] == "prose" {
-            Profile::Prose
-        } else {
-            Profile::Code
+        let v = Variant {
+            profile: if args[4] == "prose" {
+                Profile::Prose
+            } else {
+                Profile::Code
+            },
+            boost: args[5] == "boost",
         };
-        child(Path::new(&args[2]), Path::new(&args[3]), profile);
+        child(Path::new(&args[2]), Path::new(&args[3]), v);
         return;
     }
     let corpus = args
@@ -259,18 +299,26 @@ fn main() {
         quarry::engine::text::Bm25Params::default().avg_len
     );
     let mut quality_rows = Vec::new();
-    for profile in [Profile::Code, Profile::Prose] {
+    let variants = [Profile::Code, Profile::Prose]
+        .into_iter()
+        .flat_map(|profile| [false, true].map(|boost| Variant { profile, boost }));
+    for v in variants {
         let data = tempfile::tempdir().expect("temp");
-        let first = run_child(&corpus, data.path(), profile);
-        let again = run_child(&corpus, data.path(), profile);
-        let engine = open(data.path(), profile);
-        let (h1, mrr, misses) = quality(&engine);
-        quality_rows.push((profile, h1, mrr, misses));
-        if profile != Profile::default() {
+        let first = run_child(&corpus, data.path(), v);
+        let engine_quality = {
+            let engine = open(data.path(), v);
+            quality(&engine)
+        };
+        let (h1, mrr, misses) = engine_quality;
+        quality_rows.push((v, h1, mrr, misses));
+        if !v.is_default() {
             continue;
         }
+        let again = run_child(&corpus, data.path(), v);
+        let engine = open(data.path(), v);
         println!(
-            "\n| ingest (profile {profile:?}, the default; fresh process) | figure |\n|---|---|"
+            "\n| ingest ({}, the default; fresh process) | figure |\n|---|---|",
+            v.name()
         );
         println!(
             "| text files indexed | {} ({} binary skipped) |",
@@ -298,9 +346,7 @@ fn main() {
         for _ in 0..10 {
             for (q, _) in JUDGED {
                 let t = Instant::now();
-                engine
-                    .search(None, q, 10, &SearchFilter::default())
-                    .expect("search");
+                engine.search(&request(q)).expect("search");
                 lat.push(t.elapsed());
             }
         }
@@ -313,15 +359,22 @@ fn main() {
         );
     }
     println!(
-        "\n| profile | hit@1 | MRR@10 | ({} judged queries: defining file first) |\n|---|---|---|---|",
+        "\n| configuration ({} judged queries: defining file first) | hit@1 | MRR@10 |\n|---|---|---|",
         JUDGED.len()
     );
-    for (profile, h1, mrr, _) in &quality_rows {
-        println!("| {profile:?} | {:.2} | {:.3} | |", h1, mrr);
+    for (v, h1, mrr, _) in &quality_rows {
+        let name = if v.is_default() {
+            format!("**{} (default)**", v.name())
+        } else {
+            v.name()
+        };
+        println!("| {name} | {h1:.2} | {mrr:.3} |");
     }
-    for (profile, _, _, misses) in &quality_rows {
-        for m in misses {
-            println!("  {profile:?} miss: {m}");
+    for (v, _, _, misses) in &quality_rows {
+        if v.is_default() {
+            for m in misses {
+                println!("  miss: {m}");
+            }
         }
     }
 }

@@ -15,9 +15,14 @@ cargo fmt --all -- --check
 echo "== schemas up to date"
 cargo run --quiet --bin quarry -- schemas --check schemas
 
+echo "== every target compiles (benches and examples included)"
+cargo build --quiet --workspace --all-targets
+
 echo "== Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
+    # nextest does not run doc tests.
+    cargo test --quiet --workspace --doc
 else
     cargo test --workspace --no-fail-fast
 fi
@@ -27,4 +32,6 @@ cargo build --quiet --bin quarry
 venv="${QUARRY_VENV:-$target/py-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ./python pytest
-QUARRY_BIN="$target/debug/quarry" "$venv/bin/python" -m pytest python/tests -q
+# The binary just built, never another `quarry` on PATH (python/tests/conftest.py
+# refuses to run without QUARRY_BIN).
+QUARRY_BIN="$(cd "$target" && pwd)/debug/quarry" "$venv/bin/python" -m pytest python/tests -q

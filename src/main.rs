@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchFilter};
+use quarry::engine::lazy::LazyEngine;
+use quarry::engine::{
+    Engine, EngineConfig, EngineError, IngestDirOptions, SearchFilter, SearchRequest,
+};
 use quarry::logging::{self, LogFormat};
 use quarry::rpc::{self, ServerConfig, transport};
 use quarry::store::edge::EdgeStore;
@@ -57,6 +60,10 @@ struct SuperviseArgs {
     /// Restarts allowed within the restart window before giving up.
     #[arg(long, env = "QUARRY_SUPERVISE_MAX_RESTARTS", default_value_t = 5)]
     max_restarts: u32,
+    /// Give up after this many starts in a row that never sent `sidecar/ready` (off
+    /// unless set: --max-restarts and --restart-window-ms govern every restart).
+    #[arg(long, env = "QUARRY_SUPERVISE_MAX_UNREADY_STARTS")]
+    max_unready_starts: Option<u32>,
     /// The restart-intensity window.
     #[arg(
         long,
@@ -123,18 +130,17 @@ impl StoreArgs {
         })
     }
 
-    /// Opens the store and the engine.
-    fn open(&self) -> Result<Arc<Engine>, String> {
-        let dir = self.data_dir();
-        let store = EdgeStore::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    /// Opens the store (taking the data folder's lock) and the engine.
+    ///
+    /// Errors: the folder is locked by another process, or cannot be opened.
+    fn open(&self) -> Result<Engine, EngineError> {
+        let store = EdgeStore::open(&self.data_dir())?;
         let config = EngineConfig {
             max_file_bytes: self.max_file_bytes,
             profile: self.profile,
             ..EngineConfig::default()
         };
         Engine::new(Arc::new(store), config)
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -159,9 +165,9 @@ struct IngestArgs {
 struct SearchArgs {
     /// The query.
     query: String,
-    /// Most hits.
-    #[arg(long, default_value_t = 10)]
-    limit: usize,
+    /// Most hits, 1–100 (default 10).
+    #[arg(long)]
+    limit: Option<usize>,
     /// Collection name.
     #[arg(long, default_value = quarry::engine::DEFAULT_COLLECTION)]
     collection: String,
@@ -240,15 +246,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         debug_methods: args.debug_methods,
         ..ServerConfig::default()
     };
-    let engine = match args.store.open() {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("cannot open the store: {e}");
-            drop(guard);
-            return ExitCode::from(2);
-        }
-    };
-    let router = quarry::methods::router(args.debug_methods, Some(engine), args.max_watches);
+    // Opened by the first engine method: control methods never need the store, and a
+    // folder held by another process is an error of that call, not of the server.
+    let store = args.store.clone();
+    let engine = LazyEngine::new(Box::new(move || store.open()), args.max_watches);
+    let router = quarry::methods::router(args.debug_methods, Some(Arc::new(engine)));
     run_stdio(input, output, guard, "server", move |i, o| {
         rpc::serve(config, router, i, o)
     })
@@ -268,6 +270,7 @@ fn supervise(args: SuperviseArgs) -> ExitCode {
     config.start_timeout = ms(args.start_timeout_ms);
     config.max_rss = args.max_rss_mb.map(|mb| mb * 1024 * 1024);
     config.restart.max_restarts = args.max_restarts;
+    config.restart.max_unready_starts = args.max_unready_starts;
     config.restart.window = ms(args.restart_window_ms);
     config.restart.initial = ms(args.backoff_initial_ms);
     config.restart.max = ms(args.backoff_max_ms.max(args.backoff_initial_ms));
@@ -386,16 +389,16 @@ fn search(args: SearchArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return cannot_open(&e),
     };
-    let filter = SearchFilter {
-        path_prefix: args.path_prefix,
-        languages: args.languages,
+    let request = SearchRequest {
+        query: args.query,
+        collection: Some(args.collection),
+        limit: args.limit,
+        filter: SearchFilter {
+            path_prefix: args.path_prefix,
+            languages: args.languages,
+        },
     };
-    match engine.search(
-        Some(&args.collection),
-        &args.query,
-        args.limit.clamp(1, 100),
-        &filter,
-    ) {
+    match engine.search(&request) {
         Ok(r) => {
             for h in &r.hits {
                 println!("{}:{}-{}  {:.3}", h.path, h.start_line, h.end_line, h.score);
@@ -415,14 +418,14 @@ fn search(args: SearchArgs) -> ExitCode {
     }
 }
 
-fn cannot_open(e: &str) -> ExitCode {
+fn cannot_open(e: &EngineError) -> ExitCode {
     eprintln!("quarry: cannot open the store: {e}");
     ExitCode::from(2)
 }
 
 fn schemas(args: SchemasArgs) -> ExitCode {
     let files = rpc::schema::files(
-        &quarry::methods::router(true, None, 0),
+        &quarry::methods::router(true, None),
         &quarry::methods::notifications(),
     );
     let mut drift = Vec::new();

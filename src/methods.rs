@@ -9,16 +9,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::engine::watch::{WatchEvent, WatchInfo, WatchSpec, Watches};
+use crate::engine::lazy::LazyEngine;
+use crate::engine::watch::{WatchEvent, WatchInfo, WatchSpec};
 use crate::engine::{
     CollectionInfo, Engine, EngineError, IngestDirOptions, IngestDirResult, IngestResult,
-    SearchFilter, SearchResult,
+    SearchFilter, SearchRequest, SearchResult,
 };
 use crate::rpc::schema::{OutgoingNotification, core_notifications};
 use crate::rpc::{ErrorKind, RequestContext, Router, RpcError, debug, register_control};
-
-/// Most hits one search may ask for.
-pub const MAX_LIMIT: u32 = 100;
+use crate::store::StoreError;
 
 /// Maps an engine error to its protocol error (PROTOCOL.md §8).
 pub fn rpc_error(e: EngineError) -> RpcError {
@@ -29,6 +28,17 @@ pub fn rpc_error(e: EngineError) -> RpcError {
         EngineError::InvalidInput { field, message } => RpcError::invalid_params(field, message),
         EngineError::Cancelled => RpcError::new(ErrorKind::Cancelled, "cancelled"),
         EngineError::Limit(m) => RpcError::new(ErrorKind::Overloaded, m).with("reason", "limit"),
+        EngineError::Storage(StoreError::Locked { pid, path }) => RpcError::new(
+            ErrorKind::Storage,
+            StoreError::Locked {
+                pid,
+                path: path.clone(),
+            }
+            .to_string(),
+        )
+        .with("reason", "locked")
+        .with("pid", pid)
+        .with("lockFile", path.to_string_lossy()),
         EngineError::Storage(s) => RpcError::new(ErrorKind::Storage, s.to_string()),
     }
 }
@@ -156,6 +166,11 @@ pub struct WatchStartParams {
 pub struct WatchStarted {
     /// Id for `watch/stop` and in every `watch/event`.
     pub watch_id: String,
+    /// The root as watched: absolute, lexically normalised, symlinks not resolved (the
+    /// `path` of the event that reports its deletion).
+    pub root: String,
+    /// The collection.
+    pub collection: String,
 }
 
 /// `watch/stop` params.
@@ -180,25 +195,19 @@ pub struct WatchList {
     pub watches: Vec<WatchInfo>,
 }
 
-/// Default debounce of a watch, ms.
-pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
-
-/// Registers `watch/start`, `watch/stop`, `watch/list` (§9). `watches` is `None` only to
+/// Registers `watch/start`, `watch/stop`, `watch/list` (§9). `engine` is `None` only to
 /// document them.
-pub fn register_watch(router: &mut Router, watches: Option<Arc<Watches>>) {
-    let w = watches.clone();
+pub fn register_watch(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
+    let e = engine.clone();
     router.method(
         "watch/start",
         "Reconciles a folder with the index (progress), then keeps it in step; sends watch/event after each applied change.",
         move |p: WatchStartParams, ctx: RequestContext| {
-            let w = w.clone();
+            let e = e.clone();
             async move {
-                let watches = w.ok_or_else(|| RpcError::new(ErrorKind::Storage, "no engine in this process"))?;
-                let debounce = p.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS);
-                if !(10..=60_000).contains(&debounce) {
-                    return Err(RpcError::invalid_params("debounceMs", "must be between 10 and 60000"));
-                }
+                let lazy = engine_or_error(&e)?;
                 let info = blocking(move || {
+                    let watches = lazy.get()?.watches;
                     let spec = WatchSpec {
                         root: PathBuf::from(&p.root),
                         collection: p
@@ -208,7 +217,7 @@ pub fn register_watch(router: &mut Router, watches: Option<Arc<Watches>>) {
                             include: p.include.unwrap_or_default(),
                             exclude: p.exclude.unwrap_or_default(),
                         },
-                        debounce: Duration::from_millis(debounce),
+                        debounce: p.debounce_ms.map(Duration::from_millis),
                     };
                     let notifier = ctx.notifier.clone();
                     let sink = Arc::new(move |e: WatchEvent| notifier.send("watch/event", &e));
@@ -217,31 +226,39 @@ pub fn register_watch(router: &mut Router, watches: Option<Arc<Watches>>) {
                 .await?;
                 Ok(WatchStarted {
                     watch_id: info.watch_id,
+                    root: info.root,
+                    collection: info.collection,
                 })
             }
         },
     );
-    let w = watches.clone();
+    // Stopping and listing never open the store: no store, no watches.
+    let e = engine.clone();
     router.method(
         "watch/stop",
         "Stops a watch.",
         move |p: WatchStopParams, _ctx| {
-            let w = w.clone();
+            let e = e.clone();
             async move {
-                let stopped = w.map(|w| w.stop(&p.watch_id)).unwrap_or(false);
+                let stopped = e
+                    .and_then(|e| e.opened())
+                    .is_some_and(|o| o.watches.stop(&p.watch_id));
                 Ok::<_, RpcError>(WatchStopped { stopped })
             }
         },
     );
-    let w = watches;
+    let e = engine;
     router.method(
         "watch/list",
         "The running watches.",
         move |_: crate::rpc::control::Empty, _ctx| {
-            let w = w.clone();
+            let e = e.clone();
             async move {
                 Ok::<_, RpcError>(WatchList {
-                    watches: w.map(|w| w.list()).unwrap_or_default(),
+                    watches: e
+                        .and_then(|e| e.opened())
+                        .map(|o| o.watches.list())
+                        .unwrap_or_default(),
                 })
             }
         },
@@ -258,7 +275,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(rpc_error)
 }
 
-fn engine_or_error(engine: &Option<Arc<Engine>>) -> Result<Arc<Engine>, RpcError> {
+fn engine_or_error(engine: &Option<Arc<LazyEngine>>) -> Result<Arc<LazyEngine>, RpcError> {
     engine
         .clone()
         .ok_or_else(|| RpcError::new(ErrorKind::Storage, "no engine in this process"))
@@ -270,7 +287,7 @@ fn engine_method<P, R>(
     router: &mut Router,
     name: &'static str,
     summary: &'static str,
-    engine: &Option<Arc<Engine>>,
+    engine: &Option<Arc<LazyEngine>>,
     f: fn(&Engine, P, &RequestContext) -> Result<R, EngineError>,
 ) where
     P: serde::de::DeserializeOwned + JsonSchema + Send + 'static,
@@ -280,8 +297,8 @@ fn engine_method<P, R>(
     router.method(name, summary, move |p: P, ctx: RequestContext| {
         let e = e.clone();
         async move {
-            let engine = engine_or_error(&e)?;
-            blocking(move || f(&engine, p, &ctx)).await
+            let lazy = engine_or_error(&e)?;
+            blocking(move || f(&lazy.get()?.engine, p, &ctx)).await
         }
     });
 }
@@ -311,7 +328,7 @@ fn ingest_progress(ctx: &RequestContext) -> impl Fn(crate::engine::Progress) + S
 }
 
 /// Registers the engine methods (§9). `engine` is `None` only to document them.
-pub fn register_engine(router: &mut Router, engine: Option<Arc<Engine>>) {
+pub fn register_engine(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
     engine_method(
         router,
         "collections/list",
@@ -405,33 +422,27 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<Engine>>) {
         "Ranked chunks for a query, deduplicated per chunk, with snippets.",
         &engine,
         |engine, p: QueryParams, _| -> Result<SearchResult, EngineError> {
-            let limit = p.limit.unwrap_or(10);
-            if limit == 0 || limit > MAX_LIMIT {
-                return Err(EngineError::InvalidInput {
-                    field: "limit",
-                    message: format!("must be between 1 and {MAX_LIMIT}"),
-                });
-            }
             let f = p.filter.unwrap_or_default();
-            let filter = SearchFilter {
-                path_prefix: f.path_prefix.map(PathBuf::from),
-                languages: f.languages.unwrap_or_default(),
-            };
-            engine.search(p.collection.as_deref(), &p.query, limit as usize, &filter)
+            engine.search(&SearchRequest {
+                query: p.query,
+                collection: p.collection,
+                limit: p.limit.map(|l| l as usize),
+                filter: SearchFilter {
+                    path_prefix: f.path_prefix.map(PathBuf::from),
+                    languages: f.languages.unwrap_or_default(),
+                },
+            })
         },
     );
 }
 
 /// Every method `quarry serve` answers; the `debug/*` test aids only when `debug`.
-/// `max_watches` bounds `watch/start`.
-pub fn router(debug: bool, engine: Option<Arc<Engine>>, max_watches: usize) -> Router {
+/// `engine` is opened by the first engine method; `None` only to document them.
+pub fn router(debug: bool, engine: Option<Arc<LazyEngine>>) -> Router {
     let mut router = Router::new();
     register_control(&mut router);
-    let watches = engine
-        .clone()
-        .map(|e| Arc::new(Watches::new(e, max_watches)));
-    register_engine(&mut router, engine);
-    register_watch(&mut router, watches);
+    register_engine(&mut router, engine.clone());
+    register_watch(&mut router, engine);
     if debug {
         debug::register(&mut router);
     }

@@ -22,12 +22,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::rpc::Sink;
-use crate::rpc::codec::{Frame, LineCodec};
-use crate::rpc::message::{
-    Id, IdKey, Line, Message, Outgoing, Request, Response, cancel_target, decode_line, split_meta,
-};
 use crate::rpc::writer::{Outbox, spawn_writer};
-use crate::rpc::{ErrorKind, RpcError};
+use quarry_protocol::control::ProgressNotification;
+use quarry_protocol::{
+    ErrorKind, Frame, Id, IdKey, Line, LineCodec, Message, Outgoing, Request, Response, RpcError,
+    cancel_target, decode_line, split_meta,
+};
 
 /// Maps a supervisor call failure to its protocol error (PROTOCOL.md §8, §10).
 pub fn call_error(e: CallError) -> RpcError {
@@ -37,7 +37,7 @@ pub fn call_error(e: CallError) -> RpcError {
             .with("stage", "running"),
         CallError::Cancelled => RpcError::new(ErrorKind::Cancelled, "cancelled by the host"),
         CallError::SidecarExited {
-            code,
+            exit_code,
             signal,
             reason,
             stderr_tail,
@@ -45,7 +45,7 @@ pub fn call_error(e: CallError) -> RpcError {
             ErrorKind::SidecarExited,
             format!("the sidecar exited while the request was in flight ({reason})"),
         )
-        .with("exitCode", code)
+        .with("exitCode", exit_code)
         .with("signal", signal)
         .with("reason", reason)
         .with("stderrTail", stderr_tail),
@@ -185,20 +185,14 @@ impl Proxy {
         };
         let on_progress = meta.progress_token.map(|token| {
             let outbox = self.outbox.clone();
-            let token: Arc<RawValue> = Arc::from(token);
             Arc::new(move |u: quarry_supervisor::ProgressUpdate| {
-                let mut p = serde_json::Map::new();
-                if let Ok(t) = serde_json::from_str::<serde_json::Value>(token.get()) {
-                    p.insert("progressToken".into(), t);
-                }
-                p.insert("progress".into(), json!(u.progress));
-                if let Some(t) = u.total {
-                    p.insert("total".into(), json!(t));
-                }
-                if let Some(m) = u.message {
-                    p.insert("message".into(), json!(m));
-                }
-                if let Some(params) = to_raw(&p) {
+                let wire = ProgressNotification {
+                    progress_token: &token,
+                    progress: u.progress,
+                    total: u.total,
+                    message: u.message.as_deref(),
+                };
+                if let Some(params) = to_raw(&wire) {
                     outbox.send(Outgoing::Notification {
                         method: "notifications/progress".into(),
                         params,
@@ -208,14 +202,7 @@ impl Proxy {
         });
         let options = CallOptions {
             timeout: meta.timeout_ms.map(std::time::Duration::from_millis),
-            priority: Some(
-                match meta.priority {
-                    crate::rpc::message::Priority::High => "high",
-                    crate::rpc::message::Priority::Normal => "normal",
-                    crate::rpc::message::Priority::Low => "low",
-                }
-                .to_owned(),
-            ),
+            priority: Some(meta.priority),
             idempotent: meta.idempotent,
             on_progress,
         };
@@ -305,14 +292,29 @@ where
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut frames = FramedRead::with_capacity(input, LineCodec::new(max_message_bytes), 64 * 1024);
+    // Once stopping begins (shutdown, a signal, end of input, a broken stdout), the
+    // child is drained and stopped while input is still read: every request that
+    // arrives meanwhile is answered `shutting_down` (PROTOCOL.md §7) before the exit.
+    let stop = async {
+        proxy.shutdown.cancelled().await;
+        sup.shutdown().await;
+        proxy.tasks.close();
+        proxy.tasks.wait().await;
+    };
+    tokio::pin!(stop);
+    let mut eof = false;
+    let mut output_broken = false;
     loop {
         tokio::select! {
             biased;
-            _ = proxy.shutdown.cancelled() => break,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = broken.cancelled() => break,
-            frame = frames.next() => match frame {
+            _ = &mut stop => break,
+            _ = term.recv() => proxy.shutdown.cancel(),
+            _ = int.recv() => proxy.shutdown.cancel(),
+            _ = broken.cancelled(), if !output_broken => {
+                output_broken = true;
+                proxy.shutdown.cancel();
+            }
+            frame = frames.next(), if !eof => match frame {
                 Some(Ok(Frame::Line(bytes))) => match decode_line(&bytes) {
                     Line::Error(err) => Sink::Direct(outbox.clone()).deliver(Response { id: None, body: Err(err) }),
                     Line::Single(msg) => proxy.handle(msg, Sink::Direct(outbox.clone())),
@@ -327,15 +329,13 @@ where
                     id: None,
                     body: Err(RpcError::message_too_large(len, max_message_bytes)),
                 }),
-                Some(Err(_)) | None => break,
+                Some(Err(_)) | None => {
+                    eof = true;
+                    proxy.shutdown.cancel();
+                }
             },
         }
     }
-    proxy.shutdown.cancel();
-    // Stop the child (it drains what it has), then answer what is left.
-    sup.shutdown().await;
-    proxy.tasks.close();
-    proxy.tasks.wait().await;
     let replies = proxy
         .shutdown_replies
         .lock()

@@ -606,89 +606,190 @@ fn ingest_dir_reports_progress_then_answers() {
     assert_eq!(result_of(&result)["files"], 300);
 }
 
-/// Points and documents agree: every small file is exactly one chunk, so any file
-/// half-written or duplicated would show.
-fn assert_consistent(s: &mut Sidecar, id: &str, expected_docs: Option<u64>) {
-    // A cancelled ingest is answered at once; its worker stops at the next file
-    // boundary. Wait until the counts settle before comparing them.
-    let mut last = Value::Null;
-    let c = loop {
-        let v = s.request(id, "collections/list", Value::Null);
-        let c = result_of(&v)["collections"][0].clone();
-        if c == last {
-            break c;
+/// Files of the crash and cancel tests.
+const VERSIONED_FILES: usize = 1000;
+
+/// A word unique to file `i` and `version` (letters only: one term whatever the profile).
+fn marker(version: &str, i: usize) -> String {
+    let letters: String = i
+        .to_string()
+        .bytes()
+        .map(|d| (b'a' + (d - b'0')) as char)
+        .collect();
+    format!("{version}x{letters}")
+}
+
+/// File `i` at `version`: multi-chunk (every line carries the file's marker, so every
+/// chunk of it is found by that word); `lines` differs per version so that the two
+/// versions have different chunk counts.
+fn versioned_text(version: &str, i: usize, lines: usize) -> String {
+    let m = marker(version, i);
+    (0..lines)
+        .map(|l| format!("line {l} of {m} says {version} things\n"))
+        .collect()
+}
+
+fn write_versioned(root: &Path, version: &str, lines: usize) {
+    for i in 0..VERSIONED_FILES {
+        let dir = root.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}.txt")),
+            versioned_text(version, i, lines),
+        )
+        .unwrap();
+    }
+}
+
+/// Chunks a text has when indexed alone.
+fn chunks_of(s: &mut Sidecar, text: &str) -> u64 {
+    let v = s.request(
+        "ref",
+        "documents/ingest",
+        json!({"path": "/reference.txt", "content": text, "collection": "reference"}),
+    );
+    result_of(&v)["chunks"].as_u64().unwrap()
+}
+
+/// Every file of `root` is whole at exactly its old (`v1`) or its new (`v2`) content:
+/// its chunks all carry one version's marker, with indexes 0..n for that version's
+/// chunk count, and the collection holds nothing else. Returns how many are new.
+fn assert_each_file_old_or_new(s: &mut Sidecar, root: &Path, counts: (u64, u64)) -> usize {
+    let mut new = 0;
+    let mut total = 0;
+    for i in 0..VERSIONED_FILES {
+        let path = root.join(format!("d{}/f{i}.txt", i % 10));
+        let (old, fresh) = (marker("old", i), marker("new", i));
+        let hits = search(
+            s,
+            "check",
+            json!({"query": format!("{old} {fresh}"), "limit": 100,
+                   "filter": {"pathPrefix": path}}),
+        );
+        let is_new = |h: &Value| h["snippet"].as_str().unwrap().contains(&fresh);
+        let news = hits.iter().filter(|h| is_new(h)).count();
+        assert!(
+            news == 0 || news == hits.len(),
+            "{}: chunks of both versions: {hits:?}",
+            path.display()
+        );
+        let want = if news > 0 { counts.1 } else { counts.0 };
+        let mut indexes: Vec<u64> = hits
+            .iter()
+            .map(|h| h["chunkIndex"].as_u64().unwrap())
+            .collect();
+        indexes.sort_unstable();
+        assert_eq!(
+            indexes,
+            (0..want).collect::<Vec<_>>(),
+            "{}: not whole",
+            path.display()
+        );
+        new += usize::from(news > 0);
+        total += want;
+    }
+    let v = s.request("count", "collections/list", Value::Null);
+    let default = result_of(&v)["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "default")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        default["points"], total,
+        "nothing but whole files: {default}"
+    );
+    assert_eq!(default["documents"], VERSIONED_FILES as u64, "{default}");
+    new
+}
+
+/// Sends an ingest of `root` and waits until its progress passes `past` files.
+fn ingest_until(s: &mut Sidecar, root: &Path, past: f64) {
+    s.call(
+        1,
+        "documents/ingestDir",
+        json!({"root": root, "_meta": {"progressToken": 1}}),
+    );
+    loop {
+        let v = s.recv();
+        assert!(v.get("id").is_none(), "finished too early: {v}");
+        if v["params"]["progress"].as_f64().unwrap() > past {
+            break;
         }
-        last = c;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert_eq!(c["points"], c["documents"], "{c}");
-    if let Some(n) = expected_docs {
-        assert_eq!(c["documents"], n, "{c}");
     }
 }
 
 #[test]
 fn cancelling_an_ingest_leaves_whole_files_and_a_working_store() {
     let tmp = tempfile::tempdir().unwrap();
-    many_files(tmp.path(), 3000);
+    write_versioned(tmp.path(), "old", 100);
     let mut s = Sidecar::spawn(&[]);
-    s.call(
-        1,
-        "documents/ingestDir",
-        json!({"root": tmp.path(), "_meta": {"progressToken": 1}}),
+    let counts = (
+        chunks_of(&mut s, &versioned_text("old", 0, 100)),
+        chunks_of(&mut s, &versioned_text("new", 0, 70)),
     );
-    // Cancel once work is under way.
-    loop {
-        let v = s.recv();
-        assert!(
-            v.get("id").is_none(),
-            "finished before it could be cancelled: {v}"
-        );
-        if v["params"]["progress"].as_f64().unwrap() > 0.0 {
-            break;
-        }
-    }
+    assert!(
+        counts.0 > 1 && counts.1 > 1 && counts.0 != counts.1,
+        "{counts:?}"
+    );
+    let r = ingest_dir(&mut s, "0", json!({"root": tmp.path()}));
+    assert_eq!(r["files"], VERSIONED_FILES);
+    // Every file modified, then the re-ingest cancelled once under way.
+    write_versioned(tmp.path(), "new", 70);
+    ingest_until(&mut s, tmp.path(), 0.0);
     s.cancel(1);
-    let v = s.response(1);
-    assert_error(&v, -32800, "cancelled");
+    assert_error(&s.response(1), -32800, "cancelled");
     assert_eq!(
         result_of(&s.request(2, "health", Value::Null))["status"],
         "ok"
     );
-    assert_consistent(&mut s, "3", None);
+    // The cancel is answered at once; the ingest stops at the next file and writes what
+    // it reported done. A write to the same collection waits for it (one writer per
+    // collection), so once this delete answers, the ingest has stopped.
+    let v = s.request(3, "documents/delete", json!({"path": "/no/such/file"}));
+    assert_eq!(result_of(&v)["deleted"], 0);
+    let new = assert_each_file_old_or_new(&mut s, tmp.path(), counts);
+    assert!(
+        new < VERSIONED_FILES,
+        "the cancel came too late to test anything"
+    );
     let r = ingest_dir(&mut s, "4", json!({"root": tmp.path()}));
-    assert_eq!(r["files"], 3000);
-    assert_consistent(&mut s, "5", Some(3000));
+    assert_eq!(r["files"], VERSIONED_FILES);
+    assert_eq!(
+        assert_each_file_old_or_new(&mut s, tmp.path(), counts),
+        VERSIONED_FILES
+    );
 }
 
 #[test]
-fn a_crash_in_the_middle_of_an_ingest_leaves_a_store_that_reopens() {
+fn a_crash_in_the_middle_of_an_ingest_leaves_whole_files_that_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    many_files(tmp.path(), 3000);
+    write_versioned(tmp.path(), "old", 100);
     let data = tempfile::tempdir().unwrap();
     let mut s = Sidecar::spawn_in(data.path(), &[]);
-    s.call(
-        1,
-        "documents/ingestDir",
-        json!({"root": tmp.path(), "_meta": {"progressToken": 1}}),
+    let counts = (
+        chunks_of(&mut s, &versioned_text("old", 0, 100)),
+        chunks_of(&mut s, &versioned_text("new", 0, 70)),
     );
-    loop {
-        let v = s.recv();
-        assert!(v.get("id").is_none(), "finished before the crash: {v}");
-        if v["params"]["progress"].as_f64().unwrap() > 500.0 {
-            break;
-        }
-    }
+    ingest_dir(&mut s, "0", json!({"root": tmp.path()}));
+    write_versioned(tmp.path(), "new", 70);
+    ingest_until(&mut s, tmp.path(), 50.0);
     s.signal(rustix::process::Signal::KILL);
     s.wait_exit();
     drop(s);
     let mut s = Sidecar::spawn_in(data.path(), &[]);
-    assert_consistent(&mut s, "1", None);
+    let new = assert_each_file_old_or_new(&mut s, tmp.path(), counts);
+    assert!(
+        new < VERSIONED_FILES,
+        "the kill came too late to test anything"
+    );
     let r = ingest_dir(&mut s, "2", json!({"root": tmp.path()}));
-    assert_eq!(r["files"], 3000);
-    assert_consistent(&mut s, "3", Some(3000));
-    let hits = search(&mut s, "4", json!({"query": "token2999"}));
-    assert_eq!(first_file(&hits), "f2999.txt");
+    assert_eq!(r["files"], VERSIONED_FILES);
+    assert_eq!(
+        assert_each_file_old_or_new(&mut s, tmp.path(), counts),
+        VERSIONED_FILES
+    );
 }
 
 #[test]
@@ -727,4 +828,37 @@ fn terminal_commands_ingest_and_search() {
     let range = loc.rsplit(':').next().unwrap();
     let (a, b) = range.split_once('-').unwrap();
     assert!(a.parse::<u64>().unwrap() <= b.parse::<u64>().unwrap());
+}
+
+#[test]
+fn an_ingest_deadline_stops_it_and_deletes_take_whole_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    many_files(tmp.path(), 3000);
+    let mut s = Sidecar::spawn(&[]);
+    let v = s.request(
+        1,
+        "documents/ingestDir",
+        json!({"root": tmp.path(), "_meta": {"timeoutMs": 150}}),
+    );
+    assert_error(&v, -32001, "timeout");
+    assert_eq!(v["error"]["data"]["timeoutMs"], 150);
+    // The store still works and the whole tree goes in afterwards.
+    let r = ingest_dir(&mut s, "2", json!({"root": tmp.path()}));
+    assert_eq!(r["files"], 3000);
+    // Delete by folder: every document under it, and nothing else.
+    let v = s.request(
+        3,
+        "documents/delete",
+        json!({"path": tmp.path().join("d7")}),
+    );
+    assert_eq!(result_of(&v)["deleted"], 150, "{v}");
+    let v = s.request(4, "collections/list", Value::Null);
+    assert_eq!(result_of(&v)["collections"][0]["documents"], 2850);
+    let hits = search(&mut s, "5", json!({"query": "token7"}));
+    assert!(
+        hits.iter()
+            .all(|h| !h["path"].as_str().unwrap().ends_with("/f7.txt"))
+    );
+    let hits = search(&mut s, "6", json!({"query": "token8"}));
+    assert_eq!(first_file(&hits), "f8.txt");
 }

@@ -260,3 +260,53 @@ fn a_host_that_never_reads_stderr_cannot_wedge_the_server() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn notifications_to_methods_run_and_are_counted_and_dropped_when_full() {
+    let mut s = Sidecar::spawn(&["--max-concurrency", "1", "--max-queue", "1"]);
+    // Executed: `debug/alloc` sent as a notification holds its memory like a request.
+    s.notify("debug/alloc", json!({"mb": 3}));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let v = s.request("a", "debug/alloc", json!({"mb": 0}));
+        if result_of(&v)["heldMb"] == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the notification never ran: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = s.request("s", "stats", Value::Null);
+    assert_eq!(result_of(&st)["messages"]["notifications"], 1, "{st}");
+    // One running, one queued: a third notification finds the queue full and is dropped.
+    s.call(1, "debug/sleep", json!({"ms": 60_000}));
+    s.call(2, "debug/sleep", json!({"ms": 60_000}));
+    loop {
+        let st = s.request("q", "stats", Value::Null);
+        let q = &result_of(&st)["queue"];
+        if q["running"] == 1 && q["queued"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.notify("debug/echo", json!({"x": 2}));
+    let st = s.request("s2", "stats", Value::Null);
+    let st = result_of(&st);
+    assert_eq!(st["queue"]["overloaded"], 1, "{st}");
+    assert_eq!(st["messages"]["notifications"], 2, "{st}");
+    s.cancel(1);
+    s.cancel(2);
+    assert_error(&s.response(1), -32800, "cancelled");
+    assert_error(&s.response(2), -32800, "cancelled");
+}
+
+#[test]
+fn shutdown_as_a_notification_drains_and_exits() {
+    let mut s = Sidecar::spawn(&[]);
+    s.call(1, "debug/sleep", json!({"ms": 100}));
+    s.send_line(r#"{"jsonrpc":"2.0","method":"shutdown"}"#);
+    assert_eq!(result_of(&s.response(1)), &json!({"slept": 100}));
+    assert_eq!(s.wait_exit().code(), Some(0));
+}

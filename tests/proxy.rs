@@ -133,7 +133,11 @@ fn a_crash_answers_sidecar_exited_and_the_next_child_serves() {
     assert!(!alive(first));
     let st = s.request("st3", "supervisor/status", Value::Null);
     assert_eq!(result_of(&st)["restarts"], 1);
-    assert_eq!(result_of(&st)["lastExit"]["code"], 3);
+    // One name everywhere (events, errors, status): exitCode, signal, reason.
+    let last = &result_of(&st)["lastExit"];
+    assert_eq!(last["exitCode"], 3, "{last}");
+    assert_eq!(last["reason"], "exited", "{last}");
+    assert!(last.get("code").is_none(), "{last}");
 }
 
 #[test]
@@ -213,4 +217,126 @@ fn shutdown_request_drains_and_exits() {
     assert_eq!(result_of(&s.response("bye")), &json!({}));
     assert_eq!(s.wait_exit().code(), Some(0));
     assert!(!alive(pid));
+}
+
+#[test]
+fn requests_after_shutdown_are_answered_shutting_down_before_the_exit() {
+    let mut s = supervised(&[]);
+    let pid = child_pid(&mut s, "st");
+    // One write: the proxy reads `shutdown` and the requests behind it together.
+    let lines = [
+        json!({"jsonrpc": "2.0", "id": "bye", "method": "shutdown"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "debug/echo", "params": {"late": 1}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    s.send_bytes(text.as_bytes());
+    assert_error(&s.response(1), -32003, "shutting_down");
+    assert_error(&s.response(2), -32003, "shutting_down");
+    assert_eq!(result_of(&s.response("bye")), &json!({}));
+    assert_eq!(s.wait_exit().code(), Some(0));
+    assert!(!alive(pid));
+}
+
+#[test]
+fn max_restarts_governs_starts_that_never_become_ready() {
+    // A child that exits before `sidecar/ready`: --max-restarts 3 means 3 restarts
+    // (4 starts), not a hidden never-ready budget of its own.
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "supervise",
+        "--max-restarts",
+        "3",
+        "--backoff-initial-ms",
+        "10",
+        "--backoff-max-ms",
+        "20",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut started = 0;
+    let mut exited_codes = Vec::new();
+    let mut gave_up = None;
+    for line in std::io::BufRead::lines(stdout) {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_eq!(v["method"], "supervisor/event", "{v}");
+        match v["params"]["event"].as_str().unwrap() {
+            "started" => started += 1,
+            "exited" => exited_codes.push(v["params"]["exitCode"].clone()),
+            "gave_up" => {
+                gave_up = Some(v["params"].clone());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let gave_up = gave_up.expect("gave_up");
+    assert_eq!(started, 4, "1 start + 3 restarts");
+    assert_eq!(exited_codes, vec![json!(7); 4]);
+    assert!(
+        gave_up["reason"].as_str().unwrap().contains("intensity"),
+        "{gave_up}"
+    );
+    drop(child.stdin.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn the_memory_limit_and_rlimits_are_applied_and_reported() {
+    let mut s = supervised(&["--max-rss-mb", "150"]);
+    let pid = child_pid(&mut s, "st");
+    // RLIMIT_NOFILE set at spawn (1,024 open files, soft and hard).
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = nofile.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["1024", "1024"], "{nofile}");
+    // Over the RSS limit: the call fails typed, with the figures, and a new child serves.
+    let v = s.request(1, "debug/alloc", json!({"mb": 400}));
+    assert_error(&v, -32004, "sidecar_exited");
+    let data = &v["error"]["data"];
+    assert_eq!(data["reason"], "memory_limit", "{v}");
+    assert_eq!(data["limitBytes"], 150 * 1024 * 1024, "{v}");
+    assert!(
+        data["rssBytes"].as_u64().unwrap() > 150 * 1024 * 1024,
+        "{v}"
+    );
+    wait_note(&mut s, "supervisor/event", |p| {
+        p["event"] == "limit_exceeded"
+    });
+    wait_note(&mut s, "sidecar/ready", |_| true);
+    assert_ne!(child_pid(&mut s, "st2"), pid);
+}
+
+#[test]
+fn crash_errors_carry_the_stderr_tail_and_garbage_is_counted() {
+    // A child that writes a non-JSON line on stdout before it serves.
+    let mut cmd = Command::new(bin());
+    // Few log lines, so that the child's own words stay in the 64-line tail.
+    cmd.env("RUST_LOG", "warn")
+        .args(["supervise", "--"])
+        .args(["sh", "-c"])
+        .arg(format!(
+            "echo 'this is not json'; echo 'a last word on stderr' >&2; exec {} serve --debug-methods",
+            bin()
+        ));
+    let mut s = Sidecar::spawn_cmd(cmd);
+    let st = s.request("st", "supervisor/status", Value::Null);
+    assert_eq!(result_of(&st)["garbageLines"], 1, "{st}");
+    let v = s.request(1, "debug/exit", json!({"code": 5}));
+    assert_error(&v, -32004, "sidecar_exited");
+    let tail = v["error"]["data"]["stderrTail"].as_array().unwrap();
+    assert!(
+        tail.iter().any(|l| l == "a last word on stderr"),
+        "{tail:?}"
+    );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 fn committed_schemas_match_the_code() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let files = quarry::rpc::schema::files(
-        &quarry::methods::router(true, None, 0),
+        &quarry::methods::router(true, None),
         &quarry::methods::notifications(),
     );
     let mut drift = Vec::new();
@@ -45,7 +45,7 @@ fn committed_schemas_match_the_code() {
 #[test]
 fn openrpc_lists_every_method_with_params_and_result() {
     let doc = quarry::rpc::schema::openrpc(
-        &quarry::methods::router(true, None, 0),
+        &quarry::methods::router(true, None),
         &quarry::methods::notifications(),
     );
     let methods = doc["methods"].as_array().unwrap();

@@ -3,7 +3,7 @@
 
 use quarry::store::edge::EdgeStore;
 use quarry::store::{
-    CollectionSpec, Condition, Filter, Point, Query, SparseVector, Store, StoreError,
+    CollectionSpec, Condition, Filter, Point, Query, SparseVector, Store, StoreError, scroll_all,
 };
 use serde_json::{Map, Value, json};
 
@@ -89,13 +89,25 @@ fn suite(store: &dyn Store) {
     let not = Filter::must(Condition::Keyword("tags", "/b".into()))
         .and_not(Condition::Keyword("path", "/b/z.md".into()));
     assert_eq!(store.count("c1", Some(&not)).unwrap(), 1);
-    let recs = store.scroll("c1", Some(&f), 10, &["path"]).unwrap();
-    assert_eq!(recs.len(), 2);
-    for r in &recs {
+    let page = store.scroll("c1", Some(&f), None, 10, &["path"]).unwrap();
+    assert_eq!(page.records.len(), 2);
+    assert_eq!(page.next, None);
+    for r in &page.records {
         assert_eq!(r.payload.get("path"), Some(&json!("/a/x.py")));
         assert!(r.payload.get("n").is_none(), "only the fields asked for");
     }
-    assert_eq!(store.scroll("c1", None, 3, &[]).unwrap().len(), 3);
+    // Pages: in id order, each starting where the last one said, nothing twice.
+    let first = store.scroll("c1", None, None, 3, &[]).unwrap();
+    assert_eq!(
+        first.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(first.next, Some(4));
+    let second = store.scroll("c1", None, first.next, 3, &[]).unwrap();
+    assert_eq!(second.records.iter().map(|r| r.id).collect::<Vec<_>>(), [4]);
+    assert_eq!(second.next, None);
+    let all = scroll_all(store, "c1", None, 1, &["n"]).unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
 
     // Upsert replaces by id.
     store
@@ -142,6 +154,66 @@ fn suite(store: &dyn Store) {
         [3]
     );
 
+    // IDF is the store's: a rare term outranks a common one with twice the weight,
+    // which a raw dot product would rank the other way round.
+    assert!(store.create_collection("idf", &spec()).unwrap());
+    store
+        .upsert(
+            "idf",
+            vec![
+                point(1, &[(10, 2.0)], "/1", 0, &[]),
+                point(2, &[(10, 1.0)], "/2", 0, &[]),
+                point(3, &[(10, 1.0)], "/3", 0, &[]),
+                point(4, &[(12, 1.0)], "/4", 0, &[]),
+            ],
+        )
+        .unwrap();
+    let hits = store.query("idf", &query(&[10, 12], None, 10)).unwrap();
+    assert_eq!(ids(&hits)[..2], [4, 1], "{hits:?}");
+    // BM25's IDF, ln(1 + (N - n + 0.5) / (n + 0.5)): N = 4 points, n = 1 and 3.
+    let idf = |n: f32| (1.0 + (4.0 - n + 0.5) / (n + 0.5)).ln();
+    assert!((hits[0].score - idf(1.0)).abs() < 1e-3, "{hits:?}");
+    assert!((hits[1].score - 2.0 * idf(3.0)).abs() < 1e-3, "{hits:?}");
+    assert!(store.delete_collection("idf").unwrap());
+
+    // Dense vectors and reciprocal rank fusion: the sparse ranking is (1, 3), the dense
+    // one (3, 2, 1); fused with Qdrant's RRF, Σ 1 / (60 + rank) over 0-based ranks:
+    // 3 (1/61 + 1/60), 1 (1/60 + 1/62), 2 (1/61).
+    let dense_spec = CollectionSpec {
+        dense_dim: Some(3),
+        ..spec()
+    };
+    assert!(store.create_collection("hybrid", &dense_spec).unwrap());
+    let with_dense = |id, terms: &[(u32, f32)], d: [f32; 3]| {
+        let mut p = point(id, terms, &format!("/{id}"), 0, &[]);
+        p.dense = Some(d.to_vec());
+        p
+    };
+    store
+        .upsert(
+            "hybrid",
+            vec![
+                with_dense(1, &[(1, 3.0)], [0.0, 0.0, 1.0]),
+                with_dense(2, &[(5, 1.0)], [0.8, 0.6, 0.0]),
+                with_dense(3, &[(1, 1.0)], [1.0, 0.0, 0.0]),
+            ],
+        )
+        .unwrap();
+    let sparse_only = store.query("hybrid", &query(&[1], None, 10)).unwrap();
+    assert_eq!(ids(&sparse_only), [1, 3]);
+    let mut fused = query(&[1], None, 10);
+    fused.dense = Some(vec![1.0, 0.0, 0.0]);
+    let hits = store.query("hybrid", &fused).unwrap();
+    assert_eq!(ids(&hits), [3, 1, 2], "{hits:?}");
+    let rrf = |ranks: &[f32]| ranks.iter().map(|r| 1.0 / (60.0 + r)).sum::<f32>();
+    assert!((hits[0].score - rrf(&[1.0, 0.0])).abs() < 1e-5, "{hits:?}");
+    assert!((hits[1].score - rrf(&[0.0, 2.0])).abs() < 1e-5, "{hits:?}");
+    assert!((hits[2].score - rrf(&[1.0])).abs() < 1e-5, "{hits:?}");
+    // Filters apply to both prefetches.
+    fused.filter = Some(Filter::must(Condition::Keyword("path", "/2".into())));
+    assert_eq!(ids(&store.query("hybrid", &fused).unwrap()), [2]);
+    assert!(store.delete_collection("hybrid").unwrap());
+
     // Delete collections.
     assert!(store.delete_collection("c2").unwrap());
     assert!(!store.delete_collection("c2").unwrap());
@@ -157,6 +229,15 @@ fn embedded_qdrant_passes_the_store_suite_and_reopens() {
     }
     // Reopened from disk: the same data answers.
     let store = EdgeStore::open(dir.path()).unwrap();
+    // One holder at a time, also within a process: the folder's lock says who.
+    match EdgeStore::open(dir.path()) {
+        Err(StoreError::Locked { pid, path }) => {
+            assert_eq!(pid, Some(std::process::id()));
+            assert!(path.ends_with(quarry::store::edge::LOCK_FILE));
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a held folder opened twice"),
+    }
     assert_eq!(store.collections().unwrap(), ["c1"]);
     assert_eq!(store.count("c1", None).unwrap(), 2);
     assert_eq!(

@@ -116,12 +116,18 @@ async fn exit_code_is_reported() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CallError::SidecarExited { code: Some(3), .. }),
+        matches!(
+            err,
+            CallError::SidecarExited {
+                exit_code: Some(3),
+                ..
+            }
+        ),
         "{err:?}"
     );
     let e = wait_event(&mut ev, EventKind::Exited).await;
     assert_eq!(e.exit_code, Some(3));
-    assert_eq!(sup.status().last_exit.unwrap().code, Some(3));
+    assert_eq!(sup.status().last_exit.unwrap().exit_code, Some(3));
     assert!(call(&sup, "ping", json!({})).await.is_ok());
     sup.shutdown().await;
 }
@@ -228,6 +234,7 @@ async fn crash_loop_gives_up_and_calls_are_unavailable() {
 async fn never_ready_starts_give_up() {
     let mut c = sh("sleep 60");
     c.start_timeout = Duration::from_millis(200);
+    c.restart.max_unready_starts = Some(3);
     let sup = Supervisor::spawn(c).unwrap();
     let mut ev = sup.events();
     let e = wait_event(&mut ev, EventKind::GaveUp).await;
@@ -245,12 +252,30 @@ async fn never_ready_starts_give_up() {
     assert_eq!(timeouts, 3);
     sup.shutdown().await;
 
-    // A binary that does not exist gives up the same way.
+    // A binary that does not exist: every start fails to spawn (no exit code, and no
+    // signal either: nothing was killed), and the restart budget gives up.
     let mut c = Config::new("/nonexistent/quarry", ["serve"]);
     c.restart.initial = Duration::from_millis(1);
+    c.restart.max_restarts = 2;
     let sup = Supervisor::spawn(c).unwrap();
     let mut ev = sup.events();
-    wait_event(&mut ev, EventKind::GaveUp).await;
+    let e = wait_event(&mut ev, EventKind::GaveUp).await;
+    assert!(e.reason.unwrap().contains("intensity"));
+    let exits: Vec<Event> = sup
+        .history()
+        .into_iter()
+        .filter(|e| e.event == EventKind::Exited)
+        .collect();
+    assert_eq!(exits.len(), 3, "{exits:?}");
+    for e in &exits {
+        assert_eq!((e.exit_code, e.signal), (None, None), "{e:?}");
+        assert!(
+            e.reason.as_deref().unwrap().contains("spawn failed"),
+            "{e:?}"
+        );
+    }
+    let last = sup.status().last_exit.unwrap();
+    assert_eq!((last.exit_code, last.signal), (None, None));
     assert!(matches!(
         call(&sup, "ping", json!({})).await,
         Err(CallError::Unavailable(_))
@@ -295,9 +320,11 @@ async fn crash_errors_carry_the_stderr_tail() {
         .unwrap_err();
     match err {
         CallError::SidecarExited {
-            code, stderr_tail, ..
+            exit_code,
+            stderr_tail,
+            ..
         } => {
-            assert_eq!(code, Some(7));
+            assert_eq!(exit_code, Some(7));
             assert!(
                 stderr_tail.iter().any(|l| l.contains("something broke")),
                 "{stderr_tail:?}"
@@ -392,7 +419,10 @@ async fn a_poison_idempotent_call_cannot_crash_loop_the_sidecar() {
         .unwrap_err();
     assert!(matches!(
         err,
-        CallError::SidecarExited { code: Some(9), .. }
+        CallError::SidecarExited {
+            exit_code: Some(9),
+            ..
+        }
     ));
     // The next call waits for the fourth child: three restarts, no more.
     assert!(call(&sup, "ping", json!({})).await.is_ok());
@@ -502,4 +532,34 @@ async fn progress_timeouts_and_cancellation_by_drop() {
     );
     sup.shutdown().await;
     sup1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_busy_streaming_progress_is_not_hung() {
+    // Never answers `health`, but writes a message every 20 ms: busy, not hung.
+    let script = format!(
+        "echo '{READY}'; while true; do echo '{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":0,\"progress\":1}}}}'; sleep 0.02; done"
+    );
+    let mut c = sh(&script);
+    c.health_interval = Duration::from_millis(100);
+    c.health_timeout = Duration::from_millis(100);
+    c.health_failures = 2;
+    let sup = Supervisor::spawn(c).unwrap();
+    sup.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let pid = sup.status().pid.unwrap();
+    // Ten times the hang-detection time (interval × failures + timeout = 300 ms).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = sup.status();
+    assert_eq!(
+        (st.state, st.pid, st.restarts),
+        (State::Ready, Some(pid), 0)
+    );
+    assert!(
+        !sup.history()
+            .iter()
+            .any(|e| e.event == EventKind::Unhealthy),
+        "{:?}",
+        sup.history()
+    );
+    sup.shutdown().await;
 }

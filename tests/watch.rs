@@ -228,3 +228,195 @@ fn list_stop_limits_and_root_deletion() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Reads `watch/event`s until exactly `expected` (path suffix, kind) were seen, then
+/// proves nothing else came: a sentinel file is created at the root and every event
+/// before its own must have been expected (bursts are applied in order).
+fn expect_exactly(s: &mut Sidecar, root: &Path, expected: &[(&str, &str)]) {
+    let mut want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(p, k)| (p.to_string(), k.to_string()))
+        .collect();
+    let mut stray = Vec::new();
+    let n = SENTINEL.with(|c| {
+        let n = c.get() + 1;
+        c.set(n);
+        n
+    });
+    let sentinel = format!("/zz-sentinel-{n}.txt");
+    let mut sentinel_written = false;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if want.is_empty() && !sentinel_written {
+            std::fs::write(root.join(&sentinel[1..]), format!("sentinel number {n}\n")).unwrap();
+            sentinel_written = true;
+            want.push((sentinel.clone(), "created".into()));
+        }
+        let Some(v) = s.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            panic!("still waiting for {want:?}; strays so far: {stray:?}");
+        };
+        if v["method"] != "watch/event" {
+            continue;
+        }
+        let p = &v["params"];
+        let path = p["path"].as_str().unwrap();
+        let kind = p["kind"].as_str().unwrap();
+        match want
+            .iter()
+            .position(|(w, k)| path.ends_with(w.as_str()) && k == kind)
+        {
+            Some(i) => {
+                want.remove(i);
+                if sentinel_written && want.is_empty() {
+                    assert!(stray.is_empty(), "unexpected events: {stray:?}");
+                    return;
+                }
+            }
+            None => stray.push(p.clone()),
+        }
+    }
+}
+
+thread_local! {
+    static SENTINEL: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[test]
+fn nested_trees_keep_their_files_at_every_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("src/deep")).unwrap();
+    std::fs::write(root.join("README.md"), "# Top\nthe ibis wades\n").unwrap();
+    std::fs::write(
+        root.join("src/a.py"),
+        "def jackal():\n    return 'jackal'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("src/deep/b.py"),
+        "def kudu():\n    return 'kudu'\n",
+    )
+    .unwrap();
+    let mut s = Sidecar::spawn(&[]);
+    start(&mut s, &root);
+    let all = |s: &mut Sidecar, tag: &str| {
+        for (q, file) in [
+            ("ibis", "/README.md"),
+            ("jackal", "/src/a.py"),
+            ("kudu", "/b.py"),
+        ] {
+            let h = hits(s, &format!("{tag}-{q}"), q);
+            assert_eq!(h.len(), 1, "{q} after {tag}: {h:?}");
+            assert!(h[0].ends_with(file), "{q} after {tag}: {h:?}");
+        }
+    };
+    all(&mut s, "start");
+
+    // An edit at the top leaves every file below in the index.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("README.md"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"one more line\n").unwrap();
+    drop(f);
+    expect_exactly(&mut s, &root, &[("/README.md", "modified")]);
+    all(&mut s, "top");
+
+    // In the middle, and at the bottom.
+    std::fs::write(
+        root.join("src/a.py"),
+        "def jackal():\n    return 'jackal!'\n",
+    )
+    .unwrap();
+    expect_exactly(&mut s, &root, &[("/src/a.py", "modified")]);
+    all(&mut s, "middle");
+    std::fs::write(
+        root.join("src/deep/b.py"),
+        "def kudu():\n    return 'kudu!'\n",
+    )
+    .unwrap();
+    expect_exactly(&mut s, &root, &[("/src/deep/b.py", "modified")]);
+    all(&mut s, "bottom");
+
+    // The same bytes again: nothing applied, nothing sent, nothing lost.
+    std::fs::write(
+        root.join("src/a.py"),
+        "def jackal():\n    return 'jackal!'\n",
+    )
+    .unwrap();
+    expect_exactly(&mut s, &root, &[]);
+    all(&mut s, "same bytes");
+
+    // Created into new nested folders.
+    std::fs::create_dir_all(root.join("src/new/inner")).unwrap();
+    std::fs::write(root.join("src/new/inner/c.txt"), "the lemur leaps\n").unwrap();
+    std::fs::write(root.join("src/new/d.txt"), "the marmot whistles\n").unwrap();
+    expect_exactly(
+        &mut s,
+        &root,
+        &[
+            ("/src/new/inner/c.txt", "created"),
+            ("/src/new/d.txt", "created"),
+        ],
+    );
+    all(&mut s, "create");
+
+    // A folder renamed: both ends of every file in it, nothing else.
+    std::fs::rename(root.join("src/deep"), root.join("src/moved")).unwrap();
+    expect_exactly(
+        &mut s,
+        &root,
+        &[
+            ("/src/deep/b.py", "renamed"),
+            ("/src/moved/b.py", "renamed"),
+        ],
+    );
+    all(&mut s, "rename");
+    assert!(hits(&mut s, "kudu-moved", "kudu")[0].ends_with("/src/moved/b.py"));
+
+    // A folder deleted: its files go, the others stay.
+    std::fs::remove_dir_all(root.join("src/new")).unwrap();
+    expect_exactly(
+        &mut s,
+        &root,
+        &[
+            ("/src/new/inner/c.txt", "deleted"),
+            ("/src/new/d.txt", "deleted"),
+        ],
+    );
+    all(&mut s, "delete");
+    assert!(hits(&mut s, "lemur", "lemur").is_empty());
+}
+
+#[test]
+fn concurrent_starts_cannot_exceed_the_watch_limit() {
+    // Each start reconciles hundreds of files first; both starts are in flight at once.
+    let trees: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for t in &trees {
+        for i in 0..300 {
+            std::fs::write(
+                t.path().join(format!("f{i}.txt")),
+                format!("file {i} of a tree\n"),
+            )
+            .unwrap();
+        }
+    }
+    let mut s = Sidecar::spawn(&["--max-watches", "2"]);
+    for (i, t) in trees.iter().enumerate() {
+        s.call(i, "watch/start", json!({"root": t.path()}));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..trees.len() {
+        let v = s.response(i);
+        if v.get("result").is_some() {
+            ok += 1;
+        } else {
+            assert_error(&v, -32002, "overloaded");
+            refused += 1;
+        }
+    }
+    assert_eq!((ok, refused), (2, 1));
+    let v = s.request("l", "watch/list", Value::Null);
+    assert_eq!(result_of(&v)["watches"].as_array().unwrap().len(), 2);
+}

@@ -1,30 +1,20 @@
-"""The asyncio client: spawns ``quarry supervise -- quarry serve`` (or ``quarry serve``)
-and speaks the Quarry protocol (JSON-RPC 2.0, one message per line) over its pipes."""
+"""The typed API: :class:`QuarryClient` spawns ``quarry supervise -- quarry serve`` (or
+``quarry serve``) through :mod:`.process` and calls Quarry's methods over a
+:class:`~.connection.Connection` on its pipes."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
-from pathlib import Path
-from typing import (
-    Any,
-    AsyncIterator,
-    Callable,
-    Dict,
-    List,
-    Optional,
-    Sequence,
-    Set,
-    Union,
-)
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence
 
-from .errors import ConnectionLost, QuarryError, QuarryTimeout, error_from_response
+from . import process
+from .connection import STREAM_LIMIT, Connection, Subscribers
+from .errors import ConnectionLost, QuarryError
+from .process import PathLike, find_binary
 from .types import (
     CollectionInfo,
     Health,
@@ -40,69 +30,7 @@ from .types import (
 log = logging.getLogger("quarry")
 sidecar_log = logging.getLogger("quarry.sidecar")
 
-#: Longest line read from the sidecar. asyncio's 64 KiB default breaks on large
-#: results; the protocol's default message limit is 16 MiB.
-STREAM_LIMIT = 64 * 1024 * 1024
-
-#: Flags that belong to ``quarry supervise`` rather than ``quarry serve``.
-SUPERVISOR_FLAGS = frozenset(
-    {
-        "health_interval_ms",
-        "health_timeout_ms",
-        "health_failures",
-        "max_restarts",
-        "restart_window_ms",
-        "backoff_initial_ms",
-        "backoff_max_ms",
-        "max_rss_mb",
-        "start_timeout_ms",
-    }
-)
-
-PathLike = Union[str, "os.PathLike[str]"]
 ProgressCallback = Callable[[Progress], None]
-
-
-def find_binary(binary: Optional[PathLike] = None) -> str:
-    """The ``quarry`` executable: the argument, ``$QUARRY_BIN``, ``PATH``, then the
-    repository's ``target/release`` (or ``$CARGO_TARGET_DIR/release``).
-
-    Raises :class:`FileNotFoundError` naming where it looked."""
-    tried: List[str] = []
-    for candidate in (binary, os.environ.get("QUARRY_BIN")):
-        if candidate:
-            p = Path(candidate)
-            if p.is_file() and os.access(p, os.X_OK):
-                return str(p)
-            tried.append(str(p))
-    on_path = shutil.which("quarry")
-    if on_path:
-        return on_path
-    tried.append("PATH")
-    repo = Path(__file__).resolve().parents[2]
-    targets = [repo / "target"]
-    if os.environ.get("CARGO_TARGET_DIR"):
-        targets.insert(0, Path(os.environ["CARGO_TARGET_DIR"]))
-    for t in targets:
-        for profile in ("release", "debug"):
-            p = t / profile / "quarry"
-            if p.is_file() and os.access(p, os.X_OK):
-                return str(p)
-            tried.append(str(p))
-    raise FileNotFoundError("quarry binary not found; tried " + ", ".join(tried))
-
-
-def _flags(flags: Dict[str, Any]) -> List[str]:
-    out: List[str] = []
-    for key, value in flags.items():
-        name = "--" + key.replace("_", "-")
-        if value is True:
-            out.append(name)
-        elif value is False or value is None:
-            continue
-        else:
-            out.extend([name, str(value)])
-    return out
 
 
 def _tree_params(
@@ -120,55 +48,6 @@ def _tree_params(
     if exclude:
         params["exclude"] = list(exclude)
     return params
-
-
-class _Subscription:
-    """An async iterator over one subscriber queue, registered at creation (so nothing
-    published between subscribing and the first ``async for`` step is lost)."""
-
-    def __init__(self, owner: "_Subscribers") -> None:
-        self._owner = owner
-        self._queue: "asyncio.Queue[Any]" = asyncio.Queue()
-        owner._queues.add(self._queue)
-
-    def __aiter__(self) -> "_Subscription":
-        return self
-
-    async def __anext__(self) -> Any:
-        item = await self._queue.get()
-        if item is _END:
-            self.close()
-            raise StopAsyncIteration
-        return item
-
-    def close(self) -> None:
-        """Stops receiving."""
-        self._owner._queues.discard(self._queue)
-
-
-class _Subscribers:
-    """Fan-out of a stream of items to any number of subscriptions."""
-
-    def __init__(self) -> None:
-        self._queues: Set["asyncio.Queue[Any]"] = set()
-        self._closed = False
-
-    def publish(self, item: Any) -> None:
-        for q in list(self._queues):
-            q.put_nowait(item)
-
-    def close(self) -> None:
-        self._closed = True
-        self.publish(_END)
-
-    def subscribe(self) -> _Subscription:
-        sub = _Subscription(self)
-        if self._closed:
-            sub._queue.put_nowait(_END)
-        return sub
-
-
-_END = object()
 
 
 class _Spawn:
@@ -201,19 +80,24 @@ class QuarryClient:
     subclasses keyed by the protocol's ``data.kind``.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, supervised: bool) -> None:
-        self._proc = process
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        supervised: bool,
+        max_line_bytes: int = STREAM_LIMIT,
+    ) -> None:
+        assert proc.stdout is not None and proc.stdin is not None
+        self._proc = proc
         self.supervised = supervised
-        self._ids = itertools.count(1)
-        self._pending: Dict[int, "asyncio.Future[Any]"] = {}
-        self._progress: Dict[int, ProgressCallback] = {}
-        self._events = _Subscribers()
-        self._notifications = _Subscribers()
-        self._watch_events = _Subscribers()
+        self._events = Subscribers()
+        self._notifications = Subscribers()
+        self._watch_events = Subscribers()
         self._ready: "asyncio.Future[Dict[str, Any]]" = asyncio.get_running_loop().create_future()
-        self._write_lock = asyncio.Lock()
         self._closed = False
-        self._reader = asyncio.create_task(self._read_stdout())
+        self._conn = Connection(
+            proc.stdout, proc.stdin, max_line_bytes=max_line_bytes, on_notification=self._notification
+        )
+        self._conn.start()
         self._stderr = asyncio.create_task(self._read_stderr())
         #: The last ``sidecar/ready`` params.
         self.ready: Dict[str, Any] = {}
@@ -229,6 +113,7 @@ class QuarryClient:
         *,
         env: Optional[Dict[str, str]] = None,
         ready_timeout: float = 60.0,
+        max_line_bytes: int = STREAM_LIMIT,
         **flags: Any,
     ) -> _Spawn:
         """Spawns the sidecar: ``quarry supervise [supervisor flags] -- quarry serve
@@ -236,13 +121,15 @@ class QuarryClient:
         ``sidecar/ready``. ``flags`` map to command-line flags
         (``max_concurrency=8`` → ``--max-concurrency 8``, ``debug_methods=True`` →
         ``--debug-methods``); supervisor flags (``max_restarts``, ``max_rss_mb``, …) go
-        to ``quarry supervise``."""
+        to ``quarry supervise``. A response line longer than ``max_line_bytes`` fails
+        its call with :class:`MessageTooLarge` and the connection goes on."""
         return _Spawn(
             binary=binary,
             supervised=supervised,
             data_dir=data_dir,
             env=env,
             ready_timeout=ready_timeout,
+            max_line_bytes=max_line_bytes,
             flags=flags,
         )
 
@@ -255,29 +142,12 @@ class QuarryClient:
         data_dir: Optional[PathLike],
         env: Optional[Dict[str, str]],
         ready_timeout: float,
+        max_line_bytes: int,
         flags: Dict[str, Any],
     ) -> "QuarryClient":
-        exe = find_binary(binary)
-        serve_flags = {k: v for k, v in flags.items() if k not in SUPERVISOR_FLAGS}
-        sup_flags = {k: v for k, v in flags.items() if k in SUPERVISOR_FLAGS}
-        if sup_flags and not supervised:
-            raise ValueError(f"supervisor flags without supervised=True: {sorted(sup_flags)}")
-        if data_dir is not None:
-            serve_flags["data_dir"] = os.fspath(data_dir)
-        serve = [exe, "serve", *_flags(serve_flags)]
-        argv = [exe, "supervise", *_flags(sup_flags), "--", *serve] if supervised else serve
-        child_env = dict(os.environ)
-        child_env.update(env or {})
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=STREAM_LIMIT,
-            env=child_env,
-            start_new_session=True,
-        )
-        client = cls(proc, supervised)
+        argv = process.command_line(find_binary(binary), supervised, data_dir, flags)
+        proc = await process.spawn(argv, env)
+        client = cls(proc, supervised, max_line_bytes)
         try:
             client.ready = await asyncio.wait_for(asyncio.shield(client._ready), ready_timeout)
         except BaseException:
@@ -301,44 +171,17 @@ class QuarryClient:
             await asyncio.shield(self._stop(timeout))
         finally:
             if self._proc.returncode is None:
-                self._kill(signal.SIGKILL)
-            for t in (self._reader, self._stderr):
-                t.cancel()
-            self._fail_all(ConnectionLost("the client was closed"))
+                process.kill_group(self._proc, signal.SIGKILL)
+            self._stderr.cancel()
+            self._conn.abort(ConnectionLost("the client was closed"))
 
     async def _stop(self, timeout: float) -> None:
-        proc = self._proc
-        if proc.returncode is None:
-            try:
-                await asyncio.wait_for(self._request("shutdown", None), timeout)
-            except (QuarryError, asyncio.TimeoutError, OSError, ConnectionError):
-                pass
-            if proc.stdin is not None:
-                try:
-                    proc.stdin.close()
-                except (OSError, RuntimeError):
-                    pass
-            for sig, wait in ((None, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-                if sig is not None:
-                    self._kill(sig)
-                try:
-                    await asyncio.wait_for(proc.wait(), wait)
-                    break
-                except asyncio.TimeoutError:
-                    continue
+        await process.stop(self._proc, lambda: self._conn.request("shutdown", None), timeout)
+        await self._conn.wait_closed(2.0)
         try:
-            await asyncio.wait_for(asyncio.gather(self._reader, self._stderr, return_exceptions=True), 2.0)
-        except asyncio.TimeoutError:
+            await asyncio.wait_for(asyncio.shield(self._stderr), 2.0)
+        except (asyncio.TimeoutError, Exception):
             pass
-
-    def _kill(self, sig: int) -> None:
-        try:
-            os.killpg(self._proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                self._proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
 
     async def __aenter__(self) -> "QuarryClient":
         return self
@@ -348,56 +191,12 @@ class QuarryClient:
 
     # ------------------------------------------------------------------ reading
 
-    async def _read_stdout(self) -> None:
-        assert self._proc.stdout is not None
-        stdout = self._proc.stdout
-        try:
-            while True:
-                try:
-                    line = await stdout.readline()
-                except (asyncio.LimitOverrunError, ValueError) as e:
-                    log.error("quarry: a line from the sidecar exceeded %d bytes: %s", STREAM_LIMIT, e)
-                    continue
-                if not line:
-                    break
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    log.warning("quarry: ignoring a non-JSON line from the sidecar: %r", line[:200])
-                    continue
-                if isinstance(msg, list):
-                    for m in msg:
-                        self._dispatch(m)
-                else:
-                    self._dispatch(msg)
-        finally:
-            self._fail_all(ConnectionLost("the sidecar closed its output"))
+    def _notification(self, method: str, params: Any) -> None:
+        if method == "$/closed":
             for s in (self._events, self._notifications, self._watch_events):
                 s.close()
             if not self._ready.done():
                 self._ready.set_exception(ConnectionLost("the sidecar exited before it was ready"))
-
-    def _dispatch(self, msg: Any) -> None:
-        if not isinstance(msg, dict):
-            return
-        method = msg.get("method")
-        if method is None:
-            fut = self._pending.pop(msg.get("id"), None) if isinstance(msg.get("id"), int) else None
-            if fut is None or fut.done():
-                return
-            if "error" in msg and isinstance(msg["error"], dict):
-                fut.set_exception(error_from_response(msg["error"]))
-            else:
-                fut.set_result(msg.get("result"))
-            return
-        params = msg.get("params")
-        if method == "notifications/progress" and isinstance(params, dict):
-            cb = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
-            if cb is not None:
-                try:
-                    cb(Progress(float(params["progress"]), params.get("total"), params.get("message")))
-                except Exception:  # a host callback must not kill the reader
-                    log.exception("quarry: progress callback failed")
             return
         if method == "sidecar/ready":
             self.ready = params if isinstance(params, dict) else {}
@@ -423,82 +222,11 @@ class QuarryClient:
                 return
             sidecar_log.info("%s", line.decode("utf-8", "replace").rstrip())
 
-    def _fail_all(self, error: QuarryError) -> None:
-        pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(error)
-
-    # ------------------------------------------------------------------ writing
-
-    async def _write(self, msg: Dict[str, Any]) -> None:
-        stdin = self._proc.stdin
-        if stdin is None or stdin.is_closing():
-            raise ConnectionLost("the sidecar's input is closed")
-        data = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
-        async with self._write_lock:
-            stdin.write(data)
-            try:
-                await stdin.drain()
-            except (ConnectionError, BrokenPipeError) as e:
-                raise ConnectionLost(f"cannot write to the sidecar: {e}") from e
+    # ------------------------------------------------------------------ calling
 
     async def notify(self, method: str, params: Any = None) -> None:
         """Sends a notification (no response)."""
-        msg: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self._write(msg)
-
-    async def _request(
-        self,
-        method: str,
-        params: Any,
-        meta: Optional[Dict[str, Any]] = None,
-        on_progress: Optional[ProgressCallback] = None,
-        client_timeout: Optional[float] = None,
-    ) -> Any:
-        rid = next(self._ids)
-        if on_progress is not None:
-            meta = dict(meta or {})
-            meta["progressToken"] = rid
-            self._progress[rid] = on_progress
-        if meta:
-            if params is None:
-                params = {}
-            if not isinstance(params, dict):
-                raise TypeError("params must be a dict to carry _meta")
-            params = {**params, "_meta": meta}
-        msg: Dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None:
-            msg["params"] = params
-        fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        try:
-            await self._write(msg)
-            if client_timeout is None:
-                return await fut
-            return await asyncio.wait_for(asyncio.shield(fut), client_timeout)
-        except asyncio.TimeoutError:
-            await self._cancel_quietly(rid)
-            raise QuarryTimeout(
-                f"{method}: no answer within {client_timeout:.3f} s", code=-32001, kind="timeout"
-            ) from None
-        except asyncio.CancelledError:
-            # The awaiting task was cancelled: tell the sidecar to stop the work.
-            await asyncio.shield(self._cancel_quietly(rid))
-            raise
-        finally:
-            self._pending.pop(rid, None)
-            self._progress.pop(rid, None)
-
-    async def _cancel_quietly(self, rid: int) -> None:
-        if self._pending.pop(rid, None) is None and self._proc.returncode is not None:
-            return
-        try:
-            await self.notify("notifications/cancelled", {"requestId": rid})
-        except QuarryError:
-            pass
+        await self._conn.notify(method, params)
 
     async def call(
         self,
@@ -526,7 +254,7 @@ class QuarryClient:
         if idempotent:
             meta["idempotent"] = True
         grace = None if timeout is None else timeout + 2.0
-        return await self._request(method, params, meta or None, on_progress, grace)
+        return await self._conn.request(method, params, meta or None, on_progress, grace)
 
     # -------------------------------------------------------------- subscriptions
 
@@ -660,13 +388,16 @@ class QuarryClient:
             events.close()
             raise
         watch_id = started["watchId"]
+        # The server names the root as it watches it (absolute, not resolved through
+        # symlinks); its deletion is the watch's last event.
+        watched_root = started.get("root") or os.path.abspath(os.fspath(root))
         try:
             async for raw in events:
                 if not isinstance(raw, dict) or raw.get("watchId") != watch_id:
                     continue
                 event = WatchEvent.from_json(raw)
                 yield event
-                if event.error and event.path == os.fspath(Path(root).resolve()) and event.kind == "deleted":
+                if event.error and event.kind == "deleted" and event.path == watched_root:
                     return
         finally:
             events.close()

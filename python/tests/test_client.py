@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -15,7 +16,9 @@ from typing import Any, List
 import pytest
 
 from quarry_client import (
+    ERRORS_BY_KIND,
     ConnectionLost,
+    MessageTooLarge,
     InternalError,
     InvalidParams,
     InvalidPath,
@@ -29,6 +32,7 @@ from quarry_client import (
     SidecarExited,
     SidecarUnavailable,
     UnsupportedContent,
+    error_from_response,
     find_binary,
 )
 
@@ -59,11 +63,22 @@ def wait_gone(pid: int, seconds: float = 10.0) -> bool:
 
 def spawn(tmp_path: Path, **kw: Any):  # type: ignore[no-untyped-def]
     kw.setdefault("debug_methods", True)
-    return QuarryClient.spawn(data_dir=tmp_path / "data", **kw)
+    return QuarryClient.spawn(os.environ["QUARRY_BIN"], data_dir=tmp_path / "data", **kw)
 
 
-def test_binary_is_found() -> None:
-    assert os.access(find_binary(), os.X_OK)
+async def until(predicate: Any, what: str, seconds: float = 60.0) -> None:
+    """Waits for the state a test needs (never a fixed sleep); the limit is a safety net."""
+    end = time.monotonic() + seconds
+    while not await predicate():
+        assert time.monotonic() < end, f"never reached: {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_binary_is_the_one_under_test(tmp_path: Path) -> None:
+    assert find_binary() == os.environ["QUARRY_BIN"]
+    # An explicit binary that is not there is an error, never another quarry.
+    with pytest.raises(FileNotFoundError):
+        find_binary(tmp_path / "no-quarry")
 
 
 def test_two_hundred_concurrent_calls(tmp_path: Path) -> None:
@@ -88,7 +103,11 @@ def test_timeouts_and_cancellation(tmp_path: Path) -> None:
             assert e.value.data["stage"] in ("running", "queued")
             # Cancelling the awaiting task cancels the work: the one slot frees at once.
             task = asyncio.create_task(q.call("debug/sleep", {"ms": 60_000}))
-            await asyncio.sleep(0.2)
+
+            async def running() -> bool:
+                return (await q.health()).in_flight == 1
+
+            await until(running, "the sleep runs")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -146,18 +165,29 @@ def test_typed_errors_for_every_reachable_kind(tmp_path: Path) -> None:
                 await q.ingest(binary)
             # A cancellation decided by someone else arrives as QuarryCancelled.
             call = asyncio.create_task(q.call("debug/sleep", {"ms": 60_000}))
-            await asyncio.sleep(0.2)
-            rid = max(q._pending)  # the id of the sleep above
+
+            async def sleeping() -> bool:
+                return (await q.stats())["queue"]["running"] == 1
+
+            await until(sleeping, "the sleep runs")
+            rid = max(q._conn.pending)  # the id of the sleep above
             await q.notify("notifications/cancelled", {"requestId": rid})
             with pytest.raises(QuarryCancelled):
                 await call
         async with spawn(tmp_path, supervised=False, max_concurrency=1, max_queue=1) as q:
-            calls = [asyncio.create_task(q.call("debug/sleep", {"ms": 500})) for _ in range(2)]
-            await asyncio.sleep(0.1)
+            calls = [asyncio.create_task(q.call("debug/sleep", {"ms": 60_000})) for _ in range(2)]
+
+            async def full() -> bool:
+                queue = (await q.stats())["queue"]
+                return queue["running"] == 1 and queue["queued"] == 1
+
+            await until(full, "one sleep running and one queued")
             with pytest.raises(Overloaded) as e:
                 await q.call("debug/sleep", {"ms": 1})
             assert e.value.data["queueLimit"] == 1
-            await asyncio.gather(*calls)
+            for c in calls:
+                c.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
 
     run(main())
 
@@ -201,10 +231,13 @@ def test_a_supervised_crash_then_the_next_call_succeeds(tmp_path: Path) -> None:
             assert e.value.data["exitCode"] == 4
             kinds = []
             async for ev in events:
+                # The first child's own `ready` event may still be on its way.
+                if not kinds and ev.event != "exited":
+                    continue
                 kinds.append(ev.event)
                 if ev.event == "ready":
                     break
-            assert kinds[:3] == ["exited", "restarting", "started"], kinds
+            assert kinds == ["exited", "restarting", "started", "ready"], kinds
             assert await q.call("debug/echo", {"ok": True}) == {"ok": True}
             second = (await q.status())["pid"]
             assert second != first and not alive(first)
@@ -217,8 +250,12 @@ def test_idempotent_calls_are_replayed(tmp_path: Path) -> None:
         async with spawn(tmp_path) as q:
             pid = (await q.status())["pid"]
             replayed = asyncio.create_task(q.call("debug/sleep", {"ms": 700}, idempotent=True))
-            plain = asyncio.create_task(q.call("debug/sleep", {"ms": 700}))
-            await asyncio.sleep(0.2)
+            plain = asyncio.create_task(q.call("debug/sleep", {"ms": 60_000}))
+
+            async def both_running() -> bool:
+                return (await q.stats())["queue"]["running"] == 2
+
+            await until(both_running, "both sleeps run in the child")
             os.kill(pid, signal.SIGKILL)
             assert await replayed == {"slept": 700}
             with pytest.raises(SidecarExited):
@@ -290,7 +327,10 @@ def test_watch_yields_events_and_search_follows(tmp_path: Path) -> None:
             kinds = []
 
             async def writer() -> None:
-                await asyncio.sleep(0.5)
+                async def watching() -> bool:
+                    return len(await q.watches()) == 1
+
+                await until(watching, "the watch runs")
                 (root / "new.txt").write_text("the ocelot hunts\n")
 
             w = asyncio.create_task(writer())
@@ -324,6 +364,66 @@ def test_unsupervised_death_fails_calls_with_connection_lost(tmp_path: Path) -> 
                 await task
 
     run(main())
+
+
+def test_a_response_over_the_line_limit_fails_its_call_and_the_connection_goes_on(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with spawn(tmp_path, supervised=False, max_line_bytes=64 * 1024) as q:
+            with pytest.raises(MessageTooLarge) as e:
+                await q.call("debug/echo", {"big": "z" * (200 * 1024)}, timeout=30)
+            assert e.value.data["size"] > 200 * 1024
+            # The stream resynchronised: the next calls are answered.
+            assert await q.call("debug/echo", {"small": 1}) == {"small": 1}
+            results = await asyncio.gather(*(q.call("debug/echo", {"i": i}) for i in range(50)))
+            assert [r["i"] for r in results] == list(range(50))
+
+    run(main())
+
+
+def test_a_watch_through_a_symlinked_root_ends_when_the_root_is_deleted(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    (real / "a.txt").write_text("the pangolin curls\n")
+
+    async def main() -> None:
+        async with spawn(tmp_path) as q:
+            seen = []
+
+            async def remover() -> None:
+                async def watching() -> bool:
+                    return len(await q.watches()) == 1
+
+                await until(watching, "the watch runs")
+                link.unlink()
+                shutil.rmtree(real)
+
+            r = asyncio.create_task(remover())
+            async with contextlib.aclosing(q.watch(link, debounce_ms=50)) as events:
+                async for ev in events:
+                    seen.append(ev)
+            await r
+            assert seen and seen[-1].kind == "deleted" and seen[-1].error, seen
+            assert seen[-1].path == os.path.abspath(link)
+            assert await q.watches() == []
+
+    run(asyncio.wait_for(main(), 60))
+
+
+def test_error_classes_match_the_schema() -> None:
+    """Every error kind in schemas/openrpc.json has its class, with the same kind."""
+    spec = json.loads((REPO / "schemas" / "openrpc.json").read_text())
+    kinds = {e["data"]["kind"] for e in spec["components"]["errors"].values()}
+    assert kinds <= set(ERRORS_BY_KIND), sorted(kinds - set(ERRORS_BY_KIND))
+    for kind in kinds:
+        assert ERRORS_BY_KIND[kind].kind == kind
+    codes = {e["data"]["kind"]: e["code"] for e in spec["components"]["errors"].values()}
+    for kind, code in codes.items():
+        err = error_from_response({"code": code, "message": "m", "data": {"kind": kind}})
+        assert type(err) is ERRORS_BY_KIND[kind] and err.code == code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -240,6 +240,27 @@ mod tests {
     }
 
     #[test]
+    fn chunks_are_cut_at_max_bytes() {
+        // 40 lines of 1 KiB: the default window would be 40 KiB; it is cut at 6 KiB,
+        // and a single line longer than that is cut inside the line, on a char boundary.
+        let line = "é".repeat(511) + "\n";
+        let text: String = (0..40).map(|_| line.clone()).collect();
+        let p = ChunkParams::default();
+        let chunks = chunk(&text, "text", &p);
+        assert!(chunks.len() > 1);
+        assert!(
+            chunks.iter().all(|c| c.text.len() <= p.max_bytes),
+            "{:?}",
+            chunks.iter().map(|c| c.text.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(chunks.last().unwrap().end_line, 40);
+        let long = "x".repeat(20 * 1024);
+        let chunks = chunk(&long, "text", &p);
+        assert!(chunks.iter().all(|c| c.text.len() <= p.max_bytes));
+        assert_eq!(chunks[0].start_line, 1);
+    }
+
+    #[test]
     fn languages() {
         assert_eq!(language_of(Path::new("a/b.rs")), Some("rust"));
         assert_eq!(language_of(Path::new("README")), Some("text"));

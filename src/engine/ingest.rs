@@ -22,7 +22,10 @@ use super::text::terms;
 use super::{
     DEFAULT_COLLECTION, Engine, EngineError, Progress, absolute, document_id, field, scopes,
 };
-use crate::store::{Condition, Filter, Point};
+use crate::store::{Condition, Filter, Point, scroll_all};
+
+/// Points read per page when listing a tree's documents.
+const SCROLL_PAGE: usize = 1024;
 
 /// `documents/ingest` result.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -190,7 +193,9 @@ impl Engine {
                 let mut ts = title.clone();
                 terms(&c.context, &mut ts);
                 terms(&c.text, &mut ts);
-                definitions(&c.text, &mut ts);
+                if self.config.definition_boost {
+                    definitions(&c.text, &mut ts);
+                }
                 let id_bytes = blake3::hash(format!("{doc_id}:{hash}:{}", c.index).as_bytes());
                 let id =
                     u64::from_le_bytes(id_bytes.as_bytes()[..8].try_into().unwrap_or_default());
@@ -223,7 +228,8 @@ impl Engine {
             .and(Condition::Integer(field::CHUNK_INDEX, 0));
         Ok(self
             .store
-            .scroll(collection, Some(&f), 16, &[field::CONTENT_HASH])?
+            .scroll(collection, Some(&f), None, 16, &[field::CONTENT_HASH])?
+            .records
             .into_iter()
             .filter_map(|r| {
                 r.payload
@@ -371,17 +377,22 @@ impl Engine {
         let mut stored: HashMap<String, Vec<String>> = HashMap::new();
         let f = Filter::must(Condition::Keyword(field::SCOPES, scope_str))
             .and(Condition::Integer(field::CHUNK_INDEX, 0));
-        for r in self.store.scroll(
+        for r in scroll_all(
+            &*self.store,
             collection,
             Some(&f),
-            usize::MAX / 2,
+            SCROLL_PAGE,
             &[field::PATH, field::CONTENT_HASH],
         )? {
             if let (Some(Value::String(p)), Some(Value::String(h))) = (
                 r.payload.get(field::PATH),
                 r.payload.get(field::CONTENT_HASH),
             ) {
-                stored.entry(p.clone()).or_default().push(h.clone());
+                // A folder's own files only, unless its subfolders were walked too:
+                // documents deeper down were not looked at and must not look vanished.
+                if recursive || Path::new(p).parent() == Some(walk_dir.as_path()) {
+                    stored.entry(p.clone()).or_default().push(h.clone());
+                }
             }
         }
 
@@ -447,7 +458,8 @@ impl Engine {
             let rx = rx;
             for (bytes, outcome, path) in rx.iter() {
                 if cancel.is_cancelled() {
-                    // Drop what is not written yet: those files stay as they were.
+                    // Files not reported done stay as they were; those reported done
+                    // are written below.
                     return Err(EngineError::Cancelled);
                 }
                 done += 1;
@@ -501,7 +513,10 @@ impl Engine {
             }
             Ok(())
         });
-        if outcome.is_ok() && !(batch.is_empty() && batch_stale.is_empty()) {
+        // Every file reported done is written, also when the ingest was cancelled: a
+        // progress report is a promise that the file is in.
+        let cancelled = matches!(outcome, Err(EngineError::Cancelled));
+        if (outcome.is_ok() || cancelled) && !(batch.is_empty() && batch_stale.is_empty()) {
             self.write_batch(collection, &mut batch, &mut batch_stale)?;
             written_any = true;
         }
@@ -550,17 +565,16 @@ impl Engine {
             Condition::Keyword(field::SCOPES, absolute(path).to_string_lossy().into_owned());
         let w = self.writer(collection);
         let _g = w.lock().unwrap_or_else(|e| e.into_inner());
-        let docs: Vec<String> = self
-            .store
-            .scroll(
-                collection,
-                Some(&Filter::must(scope.clone()).and(Condition::Integer(field::CHUNK_INDEX, 0))),
-                usize::MAX / 2,
-                &[field::PATH],
-            )?
-            .into_iter()
-            .filter_map(|r| r.payload.get(field::PATH)?.as_str().map(str::to_owned))
-            .collect();
+        let docs: Vec<String> = scroll_all(
+            &*self.store,
+            collection,
+            Some(&Filter::must(scope.clone()).and(Condition::Integer(field::CHUNK_INDEX, 0))),
+            SCROLL_PAGE,
+            &[field::PATH],
+        )?
+        .into_iter()
+        .filter_map(|r| r.payload.get(field::PATH)?.as_str().map(str::to_owned))
+        .collect();
         if !docs.is_empty() {
             self.store.delete(collection, &Filter::must(scope))?;
             self.store.flush(collection)?;

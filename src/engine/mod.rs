@@ -4,6 +4,7 @@
 
 pub mod chunk;
 mod ingest;
+pub mod lazy;
 mod search;
 pub mod text;
 pub mod watch;
@@ -16,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 pub use ingest::{FileChange, IngestDirOptions, IngestDirResult, IngestResult, Scope, Skipped};
-pub use search::{SearchFilter, SearchHit, SearchResult};
+pub use search::{DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchRequest, SearchResult};
 
 use crate::store::{CollectionSpec, Condition, Filter, Store, StoreError};
 use chunk::ChunkParams;
@@ -99,6 +100,9 @@ pub struct EngineConfig {
     pub bm25: Bm25Params,
     /// Chunking parameters.
     pub chunking: ChunkParams,
+    /// Whether the names a chunk defines (`def`, `class`, `fn`, …) count extra
+    /// (`ingest::DEFINITION_WEIGHT` times); on by default. Fixed per data folder.
+    pub definition_boost: bool,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +113,7 @@ impl Default for EngineConfig {
             profile: Profile::default(),
             bm25: Bm25Params::default(),
             chunking: ChunkParams::default(),
+            definition_boost: true,
         }
     }
 }

@@ -12,6 +12,25 @@ use super::text::terms;
 use super::{DEFAULT_COLLECTION, Engine, EngineError, absolute, field};
 use crate::store::{Condition, Filter, Query, StoreError};
 
+/// Most hits one search may ask for.
+pub const MAX_LIMIT: usize = 100;
+/// Hits when a search names no limit.
+pub const DEFAULT_LIMIT: usize = 10;
+
+/// A search, as every front end (JSON-RPC, gRPC, the CLI) hands it to the engine: the
+/// engine alone defaults and validates it.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// Words, identifiers or a description; must hold at least one searchable word.
+    pub query: String,
+    /// Collection (default [`DEFAULT_COLLECTION`]).
+    pub collection: Option<String>,
+    /// Most hits, 1–[`MAX_LIMIT`] (default [`DEFAULT_LIMIT`]).
+    pub limit: Option<usize>,
+    /// Restrictions.
+    pub filter: SearchFilter,
+}
+
 /// Restricts a search.
 #[derive(Debug, Clone, Default)]
 pub struct SearchFilter {
@@ -98,16 +117,24 @@ fn int_field(payload: &serde_json::Map<String, Value>, key: &str) -> u64 {
 impl Engine {
     /// The `limit` best chunks for `query`.
     ///
-    /// Errors: a query without terms (`InvalidInput`), an unknown collection other than
-    /// the default one (`NotFound`; the default one answers no hits), `Storage`.
-    pub fn search(
-        &self,
-        collection: Option<&str>,
-        query: &str,
-        limit: usize,
-        filter: &SearchFilter,
-    ) -> Result<SearchResult, EngineError> {
-        let collection = collection.unwrap_or(DEFAULT_COLLECTION);
+    /// Errors: a query without terms or a limit outside 1–[`MAX_LIMIT`]
+    /// (`InvalidInput`), an unknown collection other than the default one (`NotFound`;
+    /// the default one answers no hits), `Storage`.
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, EngineError> {
+        let SearchRequest {
+            query,
+            collection,
+            limit,
+            filter,
+        } = request;
+        let collection = collection.as_deref().unwrap_or(DEFAULT_COLLECTION);
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(EngineError::InvalidInput {
+                field: "limit",
+                message: format!("must be between 1 and {MAX_LIMIT}"),
+            });
+        }
         let mut qterms = Vec::new();
         terms(query, &mut qterms);
         if qterms.is_empty() {

@@ -76,9 +76,17 @@ pub struct WatchSpec {
     pub collection: String,
     /// Globs, as for `ingest_dir`.
     pub options: IngestDirOptions,
-    /// Quiet time before a burst of changes is applied.
-    pub debounce: Duration,
+    /// Quiet time before a burst of changes is applied: [`MIN_DEBOUNCE`] to
+    /// [`MAX_DEBOUNCE`], default [`DEFAULT_DEBOUNCE`].
+    pub debounce: Option<Duration>,
 }
+
+/// Debounce of a watch that names none.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
+/// Shortest debounce.
+pub const MIN_DEBOUNCE: Duration = Duration::from_millis(10);
+/// Longest debounce.
+pub const MAX_DEBOUNCE: Duration = Duration::from_secs(60);
 
 /// Receives the events of one watch.
 pub type EventSink = Arc<dyn Fn(WatchEvent) + Send + Sync>;
@@ -93,7 +101,20 @@ pub struct Watches {
     engine: Arc<Engine>,
     max: usize,
     map: Arc<Mutex<BTreeMap<String, Running>>>,
+    /// Watches between the limit check and their insertion (reconciling): they count
+    /// against `max`, so concurrent starts cannot exceed it.
+    starting: Arc<Mutex<usize>>,
     next: AtomicU64,
+}
+
+/// A slot counted against the watch limit until dropped.
+struct Reservation(Arc<Mutex<usize>>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut n = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+    }
 }
 
 fn os_limit() -> String {
@@ -123,6 +144,7 @@ impl Watches {
             engine,
             max,
             map: Arc::new(Mutex::new(BTreeMap::new())),
+            starting: Arc::new(Mutex::new(0)),
             next: AtomicU64::new(1),
         }
     }
@@ -156,6 +178,21 @@ impl Watches {
         }
     }
 
+    /// Counts a starting watch against the limit, or `Limit` when it is reached.
+    fn reserve(&self) -> Result<Reservation, EngineError> {
+        // Lock order: `map`, then `starting` (as everywhere else).
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() + *starting >= self.max {
+            return Err(EngineError::Limit(format!(
+                "too many watches: at most {} at once (--max-watches)",
+                self.max
+            )));
+        }
+        *starting += 1;
+        Ok(Reservation(self.starting.clone()))
+    }
+
     /// Arms the watcher, reconciles the index with the disk (reporting `progress`),
     /// then follows changes on a thread of its own, reporting each to `sink`.
     ///
@@ -168,17 +205,22 @@ impl Watches {
         progress: &(dyn Fn(Progress) + Sync),
         sink: EventSink,
     ) -> Result<WatchInfo, EngineError> {
+        let debounce = spec.debounce.unwrap_or(DEFAULT_DEBOUNCE);
+        if !(MIN_DEBOUNCE..=MAX_DEBOUNCE).contains(&debounce) {
+            return Err(EngineError::InvalidInput {
+                field: "debounceMs",
+                message: format!(
+                    "must be between {} and {} ms",
+                    MIN_DEBOUNCE.as_millis(),
+                    MAX_DEBOUNCE.as_millis()
+                ),
+            });
+        }
         let root = absolute(&spec.root);
         super::require_dir(&root)?;
-        if self.map.lock().map(|m| m.len()).unwrap_or(0) >= self.max {
-            return Err(EngineError::Limit(format!(
-                "too many watches: at most {} at once (--max-watches)",
-                self.max
-            )));
-        }
+        let reservation = self.reserve()?;
         let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-        let mut debouncer =
-            new_debouncer(spec.debounce, None, tx).map_err(|e| watch_error(&root, e))?;
+        let mut debouncer = new_debouncer(debounce, None, tx).map_err(|e| watch_error(&root, e))?;
         debouncer
             .watch(&root, RecursiveMode::Recursive)
             .map_err(|e| watch_error(&root, e))?;
@@ -198,7 +240,8 @@ impl Watches {
             collection: spec.collection.clone(),
         };
         let stop = CancellationToken::new();
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
             m.insert(
                 id.clone(),
                 Running {
@@ -206,6 +249,8 @@ impl Watches {
                     stop: stop.clone(),
                 },
             );
+            // Counted as running now, not as starting.
+            drop(reservation);
         }
         let follower = Follower {
             engine: self.engine.clone(),
@@ -215,7 +260,7 @@ impl Watches {
             sink,
         };
         let map = self.map.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("quarry-watch-{id}"))
             .spawn(move || {
                 let _debouncer = debouncer; // dropped (unwatched) when the loop ends
@@ -224,8 +269,13 @@ impl Watches {
                     m.remove(&follower.id);
                 }
                 tracing::info!(watch = %follower.id, "watch ended");
-            })
-            .map_err(|e| EngineError::InvalidPath(format!("cannot start the watch thread: {e}")))?;
+            });
+        if let Err(e) = spawned {
+            self.stop(&id);
+            return Err(EngineError::InvalidPath(format!(
+                "cannot start the watch thread: {e}"
+            )));
+        }
         Ok(info)
     }
 }
@@ -266,7 +316,7 @@ impl Follower {
                 None => return,
                 Some(new_dirs) => {
                     let at = std::time::Instant::now()
-                        + (self.spec.debounce * 2)
+                        + (self.spec.debounce.unwrap_or(DEFAULT_DEBOUNCE) * 2)
                             .clamp(Duration::from_millis(100), Duration::from_secs(2));
                     settle.extend(new_dirs.into_iter().map(|dir| {
                         (

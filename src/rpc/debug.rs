@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::control::{
     AllocParams, AllocResult, EchoParams, Empty, ExitParams, SleepParams, SleepResult,
 };
-use super::error::{ErrorKind, RpcError};
 use super::router::{MethodKind, RequestContext, Router};
+use quarry_protocol::{ErrorKind, RpcError};
 
 /// Memory held by `debug/alloc`.
 static HELD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());

@@ -1,11 +1,8 @@
 //! JSON-RPC 2.0 over stdio (PROTOCOL.md §1–8): framing, dispatch, priority queue,
 //! deadlines, cancellation, progress and lifecycle. Knows nothing of search.
 
-pub mod codec;
 pub mod control;
 pub mod debug;
-pub mod error;
-pub mod message;
 pub mod router;
 pub mod schema;
 pub mod server;
@@ -14,7 +11,7 @@ pub mod stats;
 pub mod transport;
 pub mod writer;
 
-pub use error::{ErrorKind, RpcError};
+pub use quarry_protocol::{ErrorKind, RpcError};
 pub use router::{MethodKind, Notifier, Progress, RequestContext, Router};
 pub(crate) use server::Sink;
 pub use server::{ServerConfig, serve};

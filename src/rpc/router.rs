@@ -17,9 +17,9 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::error::RpcError;
-use super::message::Outgoing;
 use super::writer::Outbox;
+use quarry_protocol::control::ProgressNotification;
+use quarry_protocol::{Outgoing, RpcError};
 
 /// The future a handler returns once erased.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Box<RawValue>, RpcError>> + Send>>;
@@ -116,17 +116,6 @@ struct ProgressInner {
     outbox: Outbox,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ProgressWire<'a> {
-    progress_token: &'a RawValue,
-    progress: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-}
-
 impl Progress {
     pub(crate) fn new(token: Box<RawValue>, gate: Arc<Gate>, outbox: Outbox) -> Self {
         Progress {
@@ -152,7 +141,7 @@ impl Progress {
         if state.done || state.last.is_some_and(|last| progress <= last) || !progress.is_finite() {
             return false;
         }
-        let wire = ProgressWire {
+        let wire = ProgressNotification {
             progress_token: &inner.token,
             progress,
             total,

@@ -16,8 +16,8 @@ use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::control::{PROTOCOL_VERSION, ProgressParams, ReadyParams};
-use super::error::ErrorKind;
 use super::router::{MethodKind, Router, SchemaFn};
+use quarry_protocol::ErrorKind;
 
 /// A notification the server sends to the host.
 #[derive(Clone)]

@@ -22,15 +22,14 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::codec::{Frame, LineCodec};
+use quarry_protocol::{
+    ErrorKind, Frame, Id, IdKey, Line, LineCodec, Message, Meta, Outgoing, Request, Response,
+    RpcError, cancel_target, decode_line, split_meta,
+};
+
 use super::control::{
     HealthResult, HealthStatus, MessageStats, PROTOCOL_VERSION, QueueStats, ReadyParams,
     StatsResult, rss_bytes,
-};
-use super::error::{ErrorKind, RpcError};
-use super::message::{
-    Id, IdKey, Line, Message, Meta, Outgoing, Request, Response, cancel_target, decode_line,
-    split_meta,
 };
 use super::router::{Gate, Notifier, Progress, RequestContext, Router};
 use super::slots::{Admission, Permit, Slots, Ticket};

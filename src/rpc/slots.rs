@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::message::Priority;
+use quarry_protocol::Priority;
 
 /// Worker slots and the queue in front of them.
 #[derive(Debug)]

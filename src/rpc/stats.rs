@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::error::ErrorKind;
+use quarry_protocol::ErrorKind;
 
 /// Bucket for requests naming a method the server does not have.
 pub const UNKNOWN_METHOD: &str = "(unknown)";

@@ -6,7 +6,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::message::Outgoing;
+use quarry_protocol::Outgoing;
 
 #[derive(Debug)]
 enum Command {

@@ -20,14 +20,51 @@ use qdrant_edge::{
 use serde_json::{Map, Value};
 
 use super::{
-    CollectionSpec, Condition, Filter, Hit, Point, Query, Record, SparseVector, Store, StoreError,
-    validate_name,
+    CollectionSpec, Condition, Filter, Hit, Page, Point, Query, Record, SparseVector, Store,
+    StoreError, validate_name,
 };
 
 /// Name of the sparse named vector.
 pub const SPARSE: &str = "sparse";
 /// Name of the dense named vector.
 pub const DENSE: &str = "dense";
+
+/// The data folder's lock file (GRPC.md §6): an exclusive `flock` on it is held for the
+/// store's whole life and released by the kernel when the process dies, so a crash never
+/// leaves a stale holder. It holds the holder's pid, for error messages.
+pub const LOCK_FILE: &str = "quarry.lock";
+
+/// Takes the data folder's lock, or says who holds it.
+fn lock_folder(root: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            // Fixed width, written in place: a reader never sees an empty file.
+            file.seek(std::io::SeekFrom::Start(0))?;
+            file.write_all(format!("{:>10}\n", std::process::id()).as_bytes())?;
+            file.set_len(11)?;
+            Ok(file)
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Err(StoreError::Locked {
+                pid: text.trim().parse().ok(),
+                path,
+            })
+        }
+        Err(e) => Err(StoreError::Io(e.into())),
+    }
+}
 
 struct Collection {
     shard: EdgeShard,
@@ -39,6 +76,8 @@ struct Collection {
 pub struct EdgeStore {
     root: PathBuf,
     collections: Mutex<BTreeMap<String, Arc<Collection>>>,
+    /// Holds the folder's `flock` while the store lives (dropped after the shards).
+    _lock: std::fs::File,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -110,12 +149,15 @@ fn sparse_query(v: &SparseVector) -> QueryEnum {
 }
 
 impl EdgeStore {
-    /// Opens (creating if needed) the store in `root` and reopens every collection.
+    /// Opens (creating if needed) the store in `root`, taking the folder's lock
+    /// ([`LOCK_FILE`]), and reopens every collection.
     ///
-    /// Errors: the folder cannot be created or read, or a collection fails to load.
+    /// Errors: [`StoreError::Locked`] when another process holds the folder; the folder
+    /// cannot be created or read, or a collection fails to load.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let dir = root.join("collections");
         std::fs::create_dir_all(&dir)?;
+        let lock = lock_folder(root)?;
         let mut collections = BTreeMap::new();
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
@@ -144,6 +186,7 @@ impl EdgeStore {
         Ok(EdgeStore {
             root: root.to_owned(),
             collections: Mutex::new(collections),
+            _lock: lock,
         })
     }
 
@@ -352,9 +395,10 @@ impl Store for EdgeStore {
         &self,
         collection: &str,
         f: Option<&Filter>,
+        from: Option<u64>,
         limit: usize,
         fields: &[&str],
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Page, StoreError> {
         let c = self.get(collection)?;
         let with_payload = if fields.is_empty() {
             WithPayloadInterface::Bool(false)
@@ -366,10 +410,10 @@ impl Store for EdgeStore {
                     .collect::<Result<_, _>>()?,
             )
         };
-        let (records, _next) = c
+        let (records, next) = c
             .shard
             .scroll(ScrollRequest {
-                offset: None,
+                offset: from.map(qdrant_edge::PointId::NumId),
                 limit: Some(limit.max(1)),
                 filter: opt_filter(f)?,
                 with_payload: Some(with_payload),
@@ -377,13 +421,16 @@ impl Store for EdgeStore {
                 order_by: None,
             })
             .map_err(backend)?;
-        Ok(records
-            .into_iter()
-            .map(|r| Record {
-                id: point_id(&r.id),
-                payload: r.payload.map(|p| p.0).unwrap_or_else(Map::new),
-            })
-            .collect())
+        Ok(Page {
+            records: records
+                .into_iter()
+                .map(|r| Record {
+                    id: point_id(&r.id),
+                    payload: r.payload.map(|p| p.0).unwrap_or_else(Map::new),
+                })
+                .collect(),
+            next: next.as_ref().map(point_id),
+        })
     }
 
     fn flush(&self, collection: &str) -> Result<(), StoreError> {

@@ -106,6 +106,35 @@ pub struct Record {
     pub payload: Map<String, Value>,
 }
 
+/// One page of a [`Store::scroll`].
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The points, in id order.
+    pub records: Vec<Record>,
+    /// Where the next page starts; `None` when this was the last.
+    pub next: Option<u64>,
+}
+
+/// Every point matching `filter` (page by page, `page` points at a time).
+pub fn scroll_all(
+    store: &dyn Store,
+    collection: &str,
+    filter: Option<&Filter>,
+    page: usize,
+    fields: &[&str],
+) -> Result<Vec<Record>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = None;
+    loop {
+        let p = store.scroll(collection, filter, from, page, fields)?;
+        out.extend(p.records);
+        match p.next {
+            Some(n) => from = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// How a collection is created.
 #[derive(Debug, Clone, Default)]
 pub struct CollectionSpec {
@@ -126,6 +155,14 @@ pub enum StoreError {
     /// The collection name is not `[A-Za-z0-9_-]{1,64}`.
     #[error("invalid collection name {0:?}: use 1-64 letters, digits, '_' or '-'")]
     InvalidName(String),
+    /// Another process holds the data folder (its lock file is `flock`ed).
+    #[error("the data folder {} is locked by {} (one process opens a data folder at a time)", path.display(), pid.map_or_else(|| "another process".to_owned(), |p| format!("process {p}")))]
+    Locked {
+        /// The holder's pid, as it wrote it into the lock file.
+        pid: Option<u32>,
+        /// The lock file.
+        path: std::path::PathBuf,
+    },
     /// The backend failed.
     #[error("store failure: {0}")]
     Backend(String),
@@ -164,14 +201,17 @@ pub trait Store: Send + Sync {
     fn query(&self, collection: &str, query: &Query) -> Result<Vec<Hit>, StoreError>;
     /// Exact number of points matching `filter` (all points without one).
     fn count(&self, collection: &str, filter: Option<&Filter>) -> Result<usize, StoreError>;
-    /// Up to `limit` points matching `filter`, with only the payload `fields`.
+    /// One page of the points matching `filter`, in id order: up to `limit` points with
+    /// ids from `from` on (the start when `None`), with only the payload `fields`, and
+    /// the id to pass as `from` for the next page (`None` after the last page).
     fn scroll(
         &self,
         collection: &str,
         filter: Option<&Filter>,
+        from: Option<u64>,
         limit: usize,
         fields: &[&str],
-    ) -> Result<Vec<Record>, StoreError>;
+    ) -> Result<Page, StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self, collection: &str) -> Result<(), StoreError>;
     /// Compacts and indexes after bursts of writes (may take a while).

@@ -83,7 +83,8 @@ fn spawn_here(spec: &ChildSpec) -> io::Result<Child> {
     let nofile = spec.max_open_files;
     let address_space = spec.max_address_space;
     // SAFETY: the closure runs between fork and exec and only makes raw system calls
-    // (rustix's linux_raw backend): no allocation, no locks.
+    // (rustix's linux_raw backend): no allocation, no locks. Its errors are raw OS
+    // errors (`Errno` → `io::Error` stores the number; nothing is boxed).
     unsafe {
         cmd.pre_exec(move || {
             if let Some(n) = nofile {
@@ -107,7 +108,7 @@ fn spawn_here(spec: &ChildSpec) -> io::Result<Child> {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // The parent may have died before the signal was armed.
             if rustix::process::getppid() != Some(parent) {
-                return Err(io::Error::other("parent exited during spawn"));
+                return Err(rustix::io::Errno::SRCH.into());
             }
             Ok(())
         });

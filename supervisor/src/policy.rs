@@ -8,9 +8,9 @@
 //! - A child that stayed up for `reset_after` resets the backoff.
 //! - Intensity (Erlang/OTP's `MaxR` in `MaxT`): at most `max_restarts` restarts within
 //!   `window`; the next exit gives up.
-//! - A separate budget for starts that never became ready: `max_unready_starts` in a
-//!   row, then give up (a broken binary or config does not spin through the whole
-//!   intensity budget with growing delays).
+//! - Optionally (off unless set), a separate budget for starts that never became
+//!   ready: `max_unready_starts` in a row, then give up (a broken binary or config
+//!   does not spin through the whole intensity budget with growing delays).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -46,8 +46,9 @@ pub struct RestartPolicy {
     pub max_restarts: u32,
     /// The intensity window.
     pub window: Duration,
-    /// Consecutive starts that never became ready before giving up.
-    pub max_unready_starts: u32,
+    /// Consecutive starts that never became ready before giving up; `None` (the
+    /// default): no budget of its own, `max_restarts` within `window` governs them too.
+    pub max_unready_starts: Option<u32>,
 }
 
 impl Default for RestartPolicy {
@@ -60,7 +61,7 @@ impl Default for RestartPolicy {
             reset_after: Duration::from_secs(60),
             max_restarts: 5,
             window: Duration::from_secs(60),
-            max_unready_starts: 3,
+            max_unready_starts: None,
         }
     }
 }
@@ -142,7 +143,11 @@ impl RestartState {
             }
         } else {
             self.unready_in_a_row += 1;
-            if self.unready_in_a_row >= self.policy.max_unready_starts {
+            if self
+                .policy
+                .max_unready_starts
+                .is_some_and(|max| self.unready_in_a_row >= max)
+            {
                 return Decision::GiveUp {
                     reason: GiveUpReason::NeverReady,
                 };
@@ -275,8 +280,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn never_ready_starts_have_their_own_budget() {
-        let mut s = RestartState::new(RestartPolicy::default());
+    async fn never_ready_starts_follow_the_intensity_budget_by_default() {
+        let mut s = RestartState::new(RestartPolicy {
+            max_restarts: 3,
+            ..RestartPolicy::default()
+        });
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert!(matches!(
+                s.on_exit(t, t, false, true),
+                Decision::Restart { .. }
+            ));
+        }
+        assert_eq!(
+            s.on_exit(t, t, false, true),
+            Decision::GiveUp {
+                reason: GiveUpReason::Intensity
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_ready_starts_have_their_own_budget_when_set() {
+        let mut s = RestartState::new(RestartPolicy {
+            max_unready_starts: Some(3),
+            ..RestartPolicy::default()
+        });
         let t = Instant::now();
         assert!(matches!(
             s.on_exit(t, t, false, true),
