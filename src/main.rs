@@ -243,7 +243,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_queue: args.max_queue as usize,
         max_message_bytes: usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
-        debug_methods: args.debug_methods,
         ..ServerConfig::default()
     };
     // Opened by the first engine method: control methods never need the store, and a

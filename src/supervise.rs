@@ -9,25 +9,19 @@
 //! adds `supervisor/status` and the `supervisor/event` notifications, and passes every
 //! child notification (each new `sidecar/ready` included) on to the host.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures_util::StreamExt;
+use quarry_protocol::control::ProgressNotification;
+use quarry_protocol::{ErrorKind, Outgoing, RpcError, split_meta};
 use quarry_supervisor::{CallError, CallOptions, Config, Supervisor};
 use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::codec::FramedRead;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::rpc::Sink;
+use crate::rpc::connection::{Call, Connection, Handler, Responder, ShutdownReplies, Sink};
 use crate::rpc::writer::{Outbox, spawn_writer};
-use quarry_protocol::control::ProgressNotification;
-use quarry_protocol::{
-    ErrorKind, Frame, Id, IdKey, Line, LineCodec, Message, Outgoing, Request, Response, RpcError,
-    cancel_target, decode_line, split_meta,
-};
 
 /// Maps a supervisor call failure to its protocol error (PROTOCOL.md §8, §10).
 pub fn call_error(e: CallError) -> RpcError {
@@ -92,96 +86,49 @@ fn to_raw<T: serde::Serialize>(v: &T) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(v).ok()
 }
 
+/// The proxy: the [`Handler`] of the host's connection that passes requests on to the
+/// supervised child.
 struct Proxy {
     sup: Supervisor,
     outbox: Outbox,
-    in_flight: Mutex<HashMap<IdKey, CancellationToken>>,
     tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when stopping begins.
     shutdown: CancellationToken,
-    shutdown_replies: Mutex<Vec<(Option<Box<RawValue>>, Sink)>>,
+    shutdown_replies: ShutdownReplies,
 }
 
-impl Proxy {
-    fn handle(self: &Arc<Self>, msg: Message, sink: Sink) {
-        match msg {
-            Message::Response => {}
-            Message::Invalid { id, error } => sink.deliver(Response {
-                id,
-                body: Err(error),
-            }),
-            Message::Request(Request {
-                id: None,
-                method,
-                params,
-            }) => match method.as_str() {
-                "notifications/cancelled" | "$/cancelRequest" => {
-                    let key = cancel_target(params.as_deref());
-                    if let Some(token) =
-                        key.and_then(|k| self.in_flight.lock().ok()?.get(&k).cloned())
-                    {
-                        token.cancel();
-                    }
-                }
-                "shutdown" => self.shutdown.cancel(),
-                _ => self.sup.notify(&method, params.as_deref()),
-            },
-            Message::Request(Request {
-                id: Some(id),
-                method,
-                params,
-            }) => self.request(id, method, params, sink),
-        }
+impl Handler for Proxy {
+    fn responder(
+        &self,
+        id: Option<Box<RawValue>>,
+        sink: Sink,
+        _method: Option<&str>,
+        _received: Instant,
+    ) -> Responder {
+        Responder::new(id, sink)
     }
 
-    fn request(
-        self: &Arc<Self>,
-        id: Id,
-        method: String,
-        params: Option<Box<RawValue>>,
-        sink: Sink,
-    ) {
-        let Id { raw, key } = id;
-        let reply = |body| {
-            sink.deliver(Response {
-                id: Some(raw.clone()),
-                body,
-            })
-        };
-        if self
-            .in_flight
-            .lock()
-            .map(|m| m.contains_key(&key))
-            .unwrap_or(false)
-        {
-            return reply(Err(RpcError::new(
-                ErrorKind::DuplicateId,
-                "a request with this id is still in flight",
-            )));
-        }
-        match method.as_str() {
-            "supervisor/status" => {
-                return reply(
-                    to_raw(&self.sup.status()).ok_or_else(|| RpcError::internal("status")),
-                );
-            }
-            "shutdown" => {
-                if let Ok(mut v) = self.shutdown_replies.lock() {
-                    v.push((Some(raw.clone()), sink.clone()));
-                }
-                self.shutdown.cancel();
-                return;
-            }
-            _ => {}
+    fn request(self: &Arc<Self>, call: Call) {
+        let Call {
+            method,
+            params,
+            responder,
+            in_flight,
+            ..
+        } = call;
+        if method == "supervisor/status" {
+            return responder
+                .send(to_raw(&self.sup.status()).ok_or_else(|| RpcError::internal("status")));
         }
         if self.shutdown.is_cancelled() {
-            return reply(Err(RpcError::new(
+            return responder.send(Err(RpcError::new(
                 ErrorKind::ShuttingDown,
                 "the supervisor is shutting down",
             )));
         }
         let (params, meta) = match split_meta(params) {
             Ok(v) => v,
-            Err(e) => return reply(Err(e)),
+            Err(e) => return responder.send(Err(e)),
         };
         let on_progress = meta.progress_token.map(|token| {
             let outbox = self.outbox.clone();
@@ -206,24 +153,34 @@ impl Proxy {
             idempotent: meta.idempotent,
             on_progress,
         };
-        let token = CancellationToken::new();
-        if let Ok(mut m) = self.in_flight.lock() {
-            m.insert(key.clone(), token.clone());
-        }
         let proxy = self.clone();
         self.tasks.spawn(async move {
             let result = tokio::select! {
                 r = proxy.sup.call_raw(&method, params, options) => r.map_err(call_error),
-                _ = token.cancelled() => Err(call_error(CallError::Cancelled)),
+                _ = in_flight.cancel.cancelled() => Err(call_error(CallError::Cancelled)),
             };
-            if let Ok(mut m) = proxy.in_flight.lock() {
-                m.remove(&key);
-            }
-            sink.deliver(Response {
-                id: Some(raw),
-                body: result,
-            });
+            drop(in_flight);
+            responder.send(result);
         });
+    }
+
+    fn notification(
+        self: &Arc<Self>,
+        method: String,
+        params: Option<Box<RawValue>>,
+        _received: Instant,
+    ) {
+        self.sup.notify(&method, params.as_deref());
+    }
+
+    /// Begins stopping (once): the child is drained and stopped, then every `shutdown`
+    /// request is answered and the connection finishes. Input is read meanwhile, so
+    /// requests that arrive are answered `-32003` before the exit (PROTOCOL.md §7).
+    fn shutdown(self: &Arc<Self>, reply: Option<Responder>) {
+        if let Some(r) = reply {
+            self.shutdown_replies.push(r);
+        }
+        self.shutdown.cancel();
     }
 }
 
@@ -284,68 +241,27 @@ where
     let proxy = Arc::new(Proxy {
         sup: sup.clone(),
         outbox: outbox.clone(),
-        in_flight: Mutex::new(HashMap::new()),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: CancellationToken::new(),
-        shutdown_replies: Mutex::new(Vec::new()),
+        shutdown_replies: ShutdownReplies::new(),
     });
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut frames = FramedRead::with_capacity(input, LineCodec::new(max_message_bytes), 64 * 1024);
-    // Once stopping begins (shutdown, a signal, end of input, a broken stdout), the
-    // child is drained and stopped while input is still read: every request that
-    // arrives meanwhile is answered `shutting_down` (PROTOCOL.md §7) before the exit.
-    let stop = async {
-        proxy.shutdown.cancelled().await;
-        sup.shutdown().await;
-        proxy.tasks.close();
-        proxy.tasks.wait().await;
+    let connection = Connection::new(proxy.clone(), outbox.clone(), max_message_bytes)?;
+    // Stopping: drain and stop the child (calls in flight are answered by it), wait for
+    // the call tasks, answer `shutdown` requests, then let the connection finish.
+    let finished = CancellationToken::new();
+    let stopper = {
+        let (proxy, finished) = (proxy.clone(), finished.clone());
+        tokio::spawn(async move {
+            proxy.shutdown.cancelled().await;
+            proxy.sup.shutdown().await;
+            proxy.tasks.close();
+            proxy.tasks.wait().await;
+            proxy.shutdown_replies.answer_all();
+            finished.cancel();
+        })
     };
-    tokio::pin!(stop);
-    let mut eof = false;
-    let mut output_broken = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            _ = term.recv() => proxy.shutdown.cancel(),
-            _ = int.recv() => proxy.shutdown.cancel(),
-            _ = broken.cancelled(), if !output_broken => {
-                output_broken = true;
-                proxy.shutdown.cancel();
-            }
-            frame = frames.next(), if !eof => match frame {
-                Some(Ok(Frame::Line(bytes))) => match decode_line(&bytes) {
-                    Line::Error(err) => Sink::Direct(outbox.clone()).deliver(Response { id: None, body: Err(err) }),
-                    Line::Single(msg) => proxy.handle(msg, Sink::Direct(outbox.clone())),
-                    Line::Batch(msgs) => {
-                        let sink = Sink::for_line(&outbox, &msgs);
-                        for msg in msgs {
-                            proxy.handle(msg, sink.clone());
-                        }
-                    }
-                },
-                Some(Ok(Frame::TooLarge { len })) => Sink::Direct(outbox.clone()).deliver(Response {
-                    id: None,
-                    body: Err(RpcError::message_too_large(len, max_message_bytes)),
-                }),
-                Some(Err(_)) | None => {
-                    eof = true;
-                    proxy.shutdown.cancel();
-                }
-            },
-        }
-    }
-    let replies = proxy
-        .shutdown_replies
-        .lock()
-        .map(|mut v| std::mem::take(&mut *v))
-        .unwrap_or_default();
-    for (id, sink) in replies {
-        if let Some(ok) = to_raw(&json!({})) {
-            sink.deliver(Response { id, body: Ok(ok) });
-        }
-    }
+    connection.run(input, broken, finished).await;
+    let _ = stopper.await;
     outbox.close().await;
     let _ = writer.await;
     Ok(())

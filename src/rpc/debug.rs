@@ -7,14 +7,14 @@ use std::time::Duration;
 use super::control::{
     AllocParams, AllocResult, EchoParams, Empty, ExitParams, SleepParams, SleepResult,
 };
-use super::router::{MethodKind, RequestContext, Router};
+use super::router::{RequestContext, Router};
 use quarry_protocol::{ErrorKind, RpcError};
 
 /// Memory held by `debug/alloc`.
 static HELD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-/// Registers `debug/sleep`, `debug/echo`, `debug/panic`, `debug/exit`, `debug/alloc` and
-/// documents `debug/hang` (answered by the server itself).
+/// Registers `debug/sleep`, `debug/echo`, `debug/panic`, `debug/exit`, `debug/alloc`
+/// (queued) and `debug/hang` (a control method: it blocks the reader itself).
 pub fn register(router: &mut Router) {
     router
         .method(
@@ -52,10 +52,15 @@ pub fn register(router: &mut Router) {
             "Allocates, touches and keeps `mb` MiB.",
             alloc,
         )
-        .document::<Empty, Empty>(
+        .control(
             "debug/hang",
             "Stops reading and answering anything for 10 minutes (a hang).",
-            MethodKind::Control,
+            |_: Empty, _| {
+                tracing::warn!("debug/hang: not reading or answering anything for 10 minutes");
+                // Blocks the runtime thread on purpose: reader, writer and workers all stop.
+                std::thread::sleep(Duration::from_secs(600));
+                Ok(Empty {})
+            },
         );
 }
 

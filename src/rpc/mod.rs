@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 over stdio (PROTOCOL.md §1–8): framing, dispatch, priority queue,
 //! deadlines, cancellation, progress and lifecycle. Knows nothing of search.
 
+pub(crate) mod connection;
 pub mod control;
 pub mod debug;
 pub mod router;
@@ -12,29 +13,29 @@ pub mod transport;
 pub mod writer;
 
 pub use quarry_protocol::{ErrorKind, RpcError};
-pub use router::{MethodKind, Notifier, Progress, RequestContext, Router};
-pub(crate) use server::Sink;
+pub use router::{MethodKind, Notifier, Progress, RequestContext, Router, ServerState};
 pub use server::{ServerConfig, serve};
 
-use control::{CancelRequestParams, CancelledParams, Empty, HealthResult, StatsResult};
+use control::{CancelRequestParams, CancelledParams, Empty};
 
-/// Documents the methods the server answers itself (for `sidecar/ready` and schemas).
+/// Registers the control methods (`ping`, `health`, `stats`: answered at once, never
+/// queued) and documents what the connection answers itself (`shutdown`, cancellation).
 pub fn register_control(router: &mut Router) {
     router
-        .document::<Empty, Empty>(
+        .control(
             "ping",
             "Liveness probe; answers `{}` at once.",
-            MethodKind::Control,
+            |_: Empty, _| Ok(Empty {}),
         )
-        .document::<Empty, HealthResult>(
+        .control(
             "health",
             "Status, uptime, load and memory of the serving process; never queued.",
-            MethodKind::Control,
+            |_: Empty, state| Ok(state.health()),
         )
-        .document::<Empty, StatsResult>(
+        .control(
             "stats",
             "Request counters and latency percentiles per method, queue figures, memory.",
-            MethodKind::Control,
+            |_: Empty, state| Ok(state.stats()),
         )
         .document::<Empty, Empty>(
             "shutdown",

@@ -18,14 +18,40 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::writer::Outbox;
-use quarry_protocol::control::ProgressNotification;
+use quarry_protocol::control::{HealthResult, ProgressNotification};
 use quarry_protocol::{Outgoing, RpcError};
+
+use super::control::StatsResult;
 
 /// The future a handler returns once erased.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Box<RawValue>, RpcError>> + Send>>;
 
 pub(crate) type Handler =
     dyn Fn(Option<Box<RawValue>>, RequestContext) -> HandlerFuture + Send + Sync;
+
+/// What a control method may read: the state of the server answering it.
+pub trait ServerState: Send + Sync {
+    /// The `health` result now.
+    fn health(&self) -> HealthResult;
+    /// The `stats` result now.
+    fn stats(&self) -> StatsResult;
+}
+
+/// A control method once erased: answered at once on the reader, never queued.
+pub(crate) type ControlHandler =
+    dyn Fn(Option<&RawValue>, &dyn ServerState) -> Result<Box<RawValue>, RpcError> + Send + Sync;
+
+/// How a registered method is answered.
+#[derive(Clone)]
+pub(crate) enum Entry {
+    /// Queued, then run in a worker slot.
+    Queued(Arc<Handler>),
+    /// Answered at once by the server.
+    Control(Arc<ControlHandler>),
+    /// Documented only: answered by the connection itself (`shutdown`) or a
+    /// notification.
+    Documented,
+}
 
 /// Builds the schema of a params or result type.
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -187,7 +213,7 @@ pub struct MethodDoc {
 
 struct Method {
     doc: MethodDoc,
-    handler: Option<Arc<Handler>>,
+    entry: Entry,
 }
 
 /// The registry of methods a server answers.
@@ -259,7 +285,38 @@ impl Router {
                     params: |g| g.subschema_for::<P>(),
                     result: Some(|g| g.subschema_for::<R>()),
                 },
-                handler: Some(handler),
+                entry: Entry::Queued(handler),
+            },
+        );
+        self
+    }
+
+    /// Registers a control method with typed params `P` and result `R`: answered at
+    /// once on the reader (never queued, also while the queue is full or the server
+    /// drains), from `f(params, server state)`. `f` must not block.
+    pub fn control<P, R, F>(&mut self, name: &'static str, summary: &'static str, f: F) -> &mut Self
+    where
+        P: DeserializeOwned + JsonSchema + 'static,
+        R: Serialize + JsonSchema + 'static,
+        F: Fn(P, &dyn ServerState) -> Result<R, RpcError> + Send + Sync + 'static,
+    {
+        let handler: Arc<ControlHandler> = Arc::new(move |params, state| {
+            let p: P = parse_params(params)?;
+            let r = f(p, state)?;
+            serde_json::value::to_raw_value(&r)
+                .map_err(|e| RpcError::internal(format!("result serialization failed: {e}")))
+        });
+        self.methods.insert(
+            name,
+            Method {
+                doc: MethodDoc {
+                    name,
+                    summary,
+                    kind: MethodKind::Control,
+                    params: |g| g.subschema_for::<P>(),
+                    result: Some(|g| g.subschema_for::<R>()),
+                },
+                entry: Entry::Control(handler),
             },
         );
         self
@@ -283,16 +340,24 @@ impl Router {
                     result: (kind != MethodKind::Notification)
                         .then_some(|g| g.subschema_for::<R>()),
                 },
-                handler: None,
+                entry: Entry::Documented,
             },
         );
         self
     }
 
+    /// A registered method: its name (static, for statistics) and how it is answered.
+    pub(crate) fn entry(&self, name: &str) -> Option<(&'static str, Entry)> {
+        let m = self.methods.get(name)?;
+        Some((m.doc.name, m.entry.clone()))
+    }
+
     /// The handler of a queued method.
     pub(crate) fn handler(&self, name: &str) -> Option<(&'static str, Arc<Handler>)> {
-        let m = self.methods.get(name)?;
-        Some((m.doc.name, m.handler.clone()?))
+        match self.entry(name)? {
+            (name, Entry::Queued(h)) => Some((name, h)),
+            _ => None,
+        }
     }
 
     /// Names of every method a host can call (for `sidecar/ready`), sorted.
