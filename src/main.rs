@@ -423,10 +423,8 @@ fn cannot_open(e: &EngineError) -> ExitCode {
 }
 
 fn schemas(args: SchemasArgs) -> ExitCode {
-    let files = rpc::schema::files(
-        &quarry::methods::router(true, None),
-        &quarry::methods::notifications(),
-    );
+    let (router, notifications) = quarry::methods::contract();
+    let files = rpc::schema::files(&router, &notifications);
     let mut drift = Vec::new();
     for (name, content) in &files {
         let path = args.dir.join(name);

@@ -459,3 +459,12 @@ pub fn notifications() -> Vec<OutgoingNotification> {
     });
     n
 }
+
+/// The whole contract of `schemas/`: every method `quarry serve` answers (the debug
+/// aids included) and what `quarry supervise` adds, with every notification either sends.
+pub fn contract() -> (Router, Vec<OutgoingNotification>) {
+    let mut router = router(true, None);
+    let mut notes = notifications();
+    notes.extend(crate::supervise::document(&mut router));
+    (router, notes)
+}

@@ -82,6 +82,21 @@ pub fn call_error(e: CallError) -> RpcError {
     }
 }
 
+/// Documents what the proxy answers and sends besides the sidecar's own protocol
+/// (PROTOCOL.md §10): `supervisor/status`, and the `supervisor/event` notification.
+pub fn document(router: &mut crate::rpc::Router) -> Vec<crate::rpc::schema::OutgoingNotification> {
+    router.document::<crate::rpc::control::Empty, quarry_supervisor::Status>(
+        "supervisor/status",
+        "Answered by `quarry supervise` itself: state, child pid, restarts, uptime, how the last child ended, garbage lines.",
+        crate::rpc::MethodKind::Control,
+    );
+    vec![crate::rpc::schema::OutgoingNotification {
+        name: "supervisor/event",
+        summary: "Sent by `quarry supervise`: a child started, became ready, missed a health check, exited, is restarted, went over a limit; the supervisor gave up or stopped.",
+        params: |g| g.subschema_for::<quarry_supervisor::Event>(),
+    }]
+}
+
 fn to_raw<T: serde::Serialize>(v: &T) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(v).ok()
 }

@@ -6,10 +6,8 @@ use std::path::Path;
 #[test]
 fn committed_schemas_match_the_code() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-    let files = quarry::rpc::schema::files(
-        &quarry::methods::router(true, None),
-        &quarry::methods::notifications(),
-    );
+    let (router, notifications) = quarry::methods::contract();
+    let files = quarry::rpc::schema::files(&router, &notifications);
     let mut drift = Vec::new();
     for (name, content) in &files {
         match std::fs::read_to_string(dir.join(name)) {
@@ -44,10 +42,8 @@ fn committed_schemas_match_the_code() {
 
 #[test]
 fn openrpc_lists_every_method_with_params_and_result() {
-    let doc = quarry::rpc::schema::openrpc(
-        &quarry::methods::router(true, None),
-        &quarry::methods::notifications(),
-    );
+    let (router, notifications) = quarry::methods::contract();
+    let doc = quarry::rpc::schema::openrpc(&router, &notifications);
     let methods = doc["methods"].as_array().unwrap();
     let names: Vec<&str> = methods
         .iter()
@@ -62,6 +58,7 @@ fn openrpc_lists_every_method_with_params_and_result() {
         "debug/echo",
         "debug/hang",
         "debug/alloc",
+        "supervisor/status",
     ] {
         assert!(names.contains(&m), "{m} missing");
     }
@@ -77,6 +74,18 @@ fn openrpc_lists_every_method_with_params_and_result() {
         .collect();
     assert_eq!(
         to_host,
-        ["sidecar/ready", "notifications/progress", "watch/event"]
+        [
+            "sidecar/ready",
+            "notifications/progress",
+            "watch/event",
+            "supervisor/event"
+        ]
     );
+    let status = methods
+        .iter()
+        .find(|m| m["name"] == "supervisor/status")
+        .unwrap();
+    let last_exit = &doc["components"]["schemas"]["ExitInfo"]["properties"];
+    assert!(last_exit.get("exitCode").is_some(), "{status}");
+    assert!(last_exit.get("code").is_none(), "{last_exit}");
 }

@@ -1,12 +1,23 @@
-//! The domain: chunking, sparse vectors, ingest and search over a [`Store`]. Knows
-//! nothing of JSON-RPC; every call is synchronous (run it on a blocking thread) and
-//! long ones take a [`CancellationToken`] and a progress callback.
+//! The domain: ingest and search over a [`Store`]. Knows nothing of JSON-RPC; every
+//! call is synchronous (run it on a blocking thread) and long ones take a
+//! `CancellationToken` and a progress callback.
+//!
+//! Ingest, one stage per file: `walk` (ignore rules, globs) → `read` (decode, hash) →
+//! [`chunk`] → `vectors` (terms from [`text`], the definition boost, payload) → the
+//! store; `reconcile` brings a tree or a folder in step with the disk by content hash
+//! (used by `ingest_dir` and by [`watch`]); `ingest` is one file; `search` ranks.
 
+// The ingest flow, one stage per file: walk → read → chunk → vectors (text) → store,
+// and the reconcile that ingestDir and watches share.
 pub mod chunk;
 mod ingest;
 pub mod lazy;
+mod read;
+mod reconcile;
 mod search;
 pub mod text;
+mod vectors;
+mod walk;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -16,8 +27,10 @@ use std::sync::{Arc, Mutex};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-pub use ingest::{FileChange, IngestDirOptions, IngestDirResult, IngestResult, Scope, Skipped};
+pub use ingest::IngestResult;
+pub use reconcile::{FileChange, IngestDirResult, Scope};
 pub use search::{DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchRequest, SearchResult};
+pub use walk::{IngestDirOptions, Skipped};
 
 use crate::store::{CollectionSpec, Condition, Filter, Store, StoreError};
 use chunk::ChunkParams;

@@ -66,7 +66,8 @@ pub enum Profile {
     Code,
     /// English stopwords removed and Snowball stemming. The default: on the judged
     /// stdlib queries of the engine benchmark (identifiers and descriptions) it ranks
-    /// the defining file first more often than `code` (hit@1 0.60 vs 0.50).
+    /// the defining file first more often than `code` (`cargo bench --bench engine`
+    /// prints both; the README quotes the latest run).
     #[default]
     Prose,
 }
@@ -84,8 +85,9 @@ pub struct Bm25Params {
 
 impl Default for Bm25Params {
     fn default() -> Self {
-        // avg_len: mean terms per chunk measured on the CPython standard library with
-        // the default chunking (183; the engine benchmark prints it).
+        // avg_len: about the mean terms per chunk of the CPython standard library with
+        // the default chunking (the engine benchmark prints the measured mean beside
+        // this value).
         Bm25Params {
             k: 1.2,
             b: 0.75,

@@ -21,7 +21,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::ingest::{FileChange, IngestDirOptions, Scope};
+use super::reconcile::{FileChange, Scope};
+use super::walk::IngestDirOptions;
 use super::{Engine, EngineError, Progress, absolute};
 
 /// What happened to a path.

@@ -7,7 +7,8 @@
 //! - `schemas/json/<method>.params.json`, `<method>.result.json`: standalone JSON Schema
 //!   (2020-12) documents, one per params and result type (`/` in names becomes `.`).
 //!
-//! `quarry schemas --write DIR` regenerates them; a test fails when they drift.
+//! `quarry schemas [DIR]` regenerates them (`--check` only compares); a test fails when
+//! they drift.
 
 use std::collections::BTreeMap;
 

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// Kinds of supervisor events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A child was spawned.
@@ -28,7 +29,7 @@ pub enum EventKind {
 }
 
 /// A supervisor event (`supervisor/event` in PROTOCOL.md §10).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// What happened.
@@ -70,7 +71,7 @@ pub struct Notification {
 }
 
 /// Supervisor state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Spawning, or waiting for `sidecar/ready`.
@@ -89,7 +90,7 @@ pub enum State {
 
 /// How the last child ended (`lastExit` in `supervisor/status`; the same names as
 /// `supervisor/event` and the `sidecar_exited` error data, PROTOCOL.md §10).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExitInfo {
     /// Exit code, if it exited.
@@ -103,7 +104,7 @@ pub struct ExitInfo {
 }
 
 /// `status()`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// State.

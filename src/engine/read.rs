@@ -1,0 +1,88 @@
+//! Read and decode: a file's bytes into checked text (binary, too large, not UTF-8 and
+//! unreadable files are refused with the reason), with its content hash.
+
+use std::path::Path;
+
+use super::chunk::language_of;
+use super::{Engine, EngineError};
+
+/// A file read and checked.
+pub(crate) struct TextFile {
+    pub(crate) text: String,
+    pub(crate) hash: String,
+    pub(crate) bytes: u64,
+    pub(crate) language: &'static str,
+}
+
+/// Bytes inspected for NUL when deciding whether a file is binary.
+const SNIFF: usize = 8 * 1024;
+
+impl Engine {
+    /// Reads `path` as text: the reason it cannot be is an [`EngineError`].
+    pub(crate) fn read_text(&self, path: &Path) -> Result<TextFile, EngineError> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::NotFound(format!("no such file: {shown}")),
+            _ => EngineError::InvalidPath(format!("unreadable: {shown}: {e}")),
+        })?;
+        if !meta.is_file() {
+            return Err(EngineError::InvalidPath(format!(
+                "not a regular file: {shown}"
+            )));
+        }
+        let Some(language) = language_of(path) else {
+            return Err(EngineError::UnsupportedContent(format!(
+                "binary file type: {shown}"
+            )));
+        };
+        if meta.len() > self.config.max_file_bytes {
+            return Err(EngineError::UnsupportedContent(format!(
+                "too large: {shown} has {} bytes, the limit is {}",
+                meta.len(),
+                self.config.max_file_bytes
+            )));
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| EngineError::InvalidPath(format!("unreadable: {shown}: {e}")))?;
+        let text = decode(&bytes).ok_or_else(|| {
+            EngineError::UnsupportedContent(format!("not text (binary or not UTF-8): {shown}"))
+        })?;
+        Ok(TextFile {
+            hash: blake3::hash(&bytes).to_hex()[..32].to_owned(),
+            bytes: bytes.len() as u64,
+            text,
+            language,
+        })
+    }
+}
+
+/// Text of a file: UTF-8, or lossily decoded when at most 1 % of it is invalid;
+/// `None` for binary content (a NUL byte in the first 8 KiB) or mostly-invalid text.
+pub(crate) fn decode(bytes: &[u8]) -> Option<String> {
+    if memchr::memchr(0, &bytes[..bytes.len().min(SNIFF)]).is_some() {
+        return None;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Some(s.to_owned()),
+        Err(_) => {
+            let text = String::from_utf8_lossy(bytes);
+            let bad = text.matches('\u{FFFD}').count();
+            (bad * 100 <= bytes.len()).then(|| text.into_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_and_lossy_decoding() {
+        assert_eq!(decode(b"plain"), Some("plain".into()));
+        assert_eq!(decode(b"a\x00b"), None);
+        let mut mostly = b"x".repeat(200);
+        mostly.push(0xff);
+        assert!(decode(&mostly).is_some());
+        assert!(decode(&b"\xe9".repeat(50)).is_none());
+    }
+}

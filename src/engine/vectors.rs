@@ -1,0 +1,144 @@
+//! Chunks into points: each chunk's terms (file name, heading context, text, and the
+//! names it defines, boosted) become its sparse BM25 vector; the payload carries what a
+//! hit shows and what filters use. Point ids derive from (document, content hash, chunk
+//! index), so replaying an ingest is idempotent.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::chunk::chunk;
+use super::read::TextFile;
+use super::text::terms;
+use super::{Engine, document_id, field, scopes};
+use crate::store::Point;
+
+impl Engine {
+    /// Chunks and embeds one document.
+    pub(crate) fn points(
+        &self,
+        path: &str,
+        hash: &str,
+        file: &TextFile,
+        metadata: Option<&Value>,
+    ) -> Vec<Point> {
+        let doc_id = document_id(path);
+        let p = Path::new(path);
+        let mut title = Vec::new();
+        if let Some(stem) = p.file_stem() {
+            terms(&stem.to_string_lossy(), &mut title);
+        }
+        let scopes = scopes(p);
+        chunk(&file.text, file.language, &self.config.chunking)
+            .into_iter()
+            .map(|c| {
+                let mut ts = title.clone();
+                terms(&c.context, &mut ts);
+                terms(&c.text, &mut ts);
+                if self.config.definition_boost {
+                    definitions(&c.text, &mut ts);
+                }
+                let id_bytes = blake3::hash(format!("{doc_id}:{hash}:{}", c.index).as_bytes());
+                let id =
+                    u64::from_le_bytes(id_bytes.as_bytes()[..8].try_into().unwrap_or_default());
+                let mut payload = Map::new();
+                payload.insert(field::PATH.into(), json!(path));
+                payload.insert(field::SCOPES.into(), json!(scopes));
+                payload.insert(field::DOCUMENT_ID.into(), json!(doc_id));
+                payload.insert(field::LANGUAGE.into(), json!(file.language));
+                payload.insert(field::CONTENT_HASH.into(), json!(hash));
+                payload.insert(field::CHUNK_INDEX.into(), json!(c.index));
+                payload.insert(field::START_LINE.into(), json!(c.start_line));
+                payload.insert(field::END_LINE.into(), json!(c.end_line));
+                payload.insert(field::TEXT.into(), json!(c.text));
+                if let Some(m) = metadata {
+                    payload.insert(field::METADATA.into(), m.clone());
+                }
+                Point {
+                    id,
+                    sparse: self.embedder.document(&ts),
+                    dense: None,
+                    payload,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Keywords that introduce a definition in common languages.
+const DEFINERS: &[&str] = &[
+    "def",
+    "class",
+    "fn",
+    "struct",
+    "enum",
+    "trait",
+    "impl",
+    "func",
+    "function",
+    "interface",
+    "type",
+    "mod",
+    "module",
+    "macro_rules!",
+];
+
+/// How many extra times a defined name's terms count (a symbol boost: the chunk that
+/// defines `namedtuple` outranks the tests that call it).
+const DEFINITION_WEIGHT: usize = 3;
+
+/// Appends the terms of the names defined in `text` (`def NAME`, `class NAME`,
+/// `fn NAME`, ...), [`DEFINITION_WEIGHT`] times.
+fn definitions(text: &str, out: &mut Vec<String>) {
+    for line in text.lines() {
+        let mut words = line
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ':' || c == '<' || c == '{')
+            .filter(|w| !w.is_empty())
+            .skip_while(|w| {
+                matches!(
+                    *w,
+                    "pub"
+                        | "pub(crate)"
+                        | "async"
+                        | "export"
+                        | "static"
+                        | "unsafe"
+                        | "const"
+                        | "public"
+                        | "private"
+                        | "protected"
+                )
+            });
+        let (Some(kw), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if DEFINERS.contains(&kw) {
+            let start = out.len();
+            terms(name, out);
+            let defined: Vec<String> = out[start..].to_vec();
+            for _ in 1..DEFINITION_WEIGHT {
+                out.extend(defined.iter().cloned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defined_names_are_boosted() {
+        let mut out = Vec::new();
+        definitions(
+            "    def namedtuple(typename):\npub fn parse_args() {}\nx = 1\nclass Foo:",
+            &mut out,
+        );
+        let count = |t: &str| out.iter().filter(|x| *x == t).count();
+        assert_eq!(count("namedtuple"), DEFINITION_WEIGHT);
+        assert_eq!(count("parse_args"), DEFINITION_WEIGHT);
+        assert_eq!(count("args"), DEFINITION_WEIGHT);
+        assert_eq!(count("foo"), DEFINITION_WEIGHT);
+        assert_eq!(count("x"), 0);
+    }
+}
