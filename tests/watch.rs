@@ -19,37 +19,23 @@ fn hits(s: &mut Sidecar, id: &str, query: &str) -> Vec<String> {
         .collect()
 }
 
-thread_local! {
-    /// Watch events received but not yet asked for (they may come in any order).
-    static SEEN: std::cell::RefCell<Vec<Value>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Waits for a `watch/event` for `path` (by suffix) of `kind`, in any order.
+/// The next `watch/event`, which must be for `path` (by suffix) and of `kind`: any
+/// other event first is a stray and fails the test.
 fn event(s: &mut Sidecar, path: &str, kind: &str) -> Value {
-    let matches = |v: &Value| {
-        v["params"]["path"].as_str().unwrap().ends_with(path) && v["params"]["kind"] == kind
-    };
-    let earlier = SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        let pos = seen.iter().position(matches)?;
-        Some(seen.remove(pos))
-    });
-    if let Some(v) = earlier {
-        return v["params"].clone();
-    }
     let deadline = Instant::now() + WAIT;
     loop {
         let Some(v) = s.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let seen = SEEN.with(|seen| seen.borrow().clone());
-            panic!("no {kind} event for {path}; unclaimed events: {seen:?}");
+            panic!("no {kind} event for {path}");
         };
         if v["method"] != "watch/event" {
             continue;
         }
-        if matches(&v) {
-            return v["params"].clone();
-        }
-        SEEN.with(|seen| seen.borrow_mut().push(v));
+        let p = &v["params"];
+        assert!(
+            p["path"].as_str().unwrap().ends_with(path) && p["kind"] == kind,
+            "expected {kind} {path}, got {p}"
+        );
+        return p.clone();
     }
 }
 
@@ -77,40 +63,54 @@ fn create_modify_delete_rename_and_atomic_save() {
     assert_eq!(hits(&mut s, "0", "okapi").len(), 1);
 
     std::fs::write(root.join("a.txt"), "the aardvark digs\n").unwrap();
-    let e = event(&mut s, "/a.txt", "created");
-    assert_eq!(e["watchId"], id.as_str());
-    assert_eq!(e["indexed"], true);
+    let e = expect_exactly(&mut s, &root, &[("/a.txt", "created")]);
+    assert_eq!(e[0]["watchId"], id.as_str());
+    assert_eq!(e[0]["indexed"], true);
     assert!(hits(&mut s, "1", "aardvark")[0].ends_with("/a.txt"));
 
     std::fs::write(root.join("a.txt"), "the axolotl swims\n").unwrap();
-    event(&mut s, "/a.txt", "modified");
+    expect_exactly(&mut s, &root, &[("/a.txt", "modified")]);
     assert!(hits(&mut s, "2", "axolotl")[0].ends_with("/a.txt"));
     assert!(hits(&mut s, "3", "aardvark").is_empty());
 
+    // A rename reports both ends: the old path leaves the index, the new one enters.
     std::fs::rename(root.join("a.txt"), root.join("b.txt")).unwrap();
-    event(&mut s, "/b.txt", "renamed");
+    expect_exactly(
+        &mut s,
+        &root,
+        &[("/a.txt", "renamed"), ("/b.txt", "renamed")],
+    );
     let h = hits(&mut s, "4", "axolotl");
     assert_eq!(h.len(), 1);
     assert!(h[0].ends_with("/b.txt"), "{h:?}");
 
-    // An editor's atomic save: write a temp file, rename it over the original.
+    // An editor's atomic save: write a hidden temp file, rename it over the original.
     std::fs::write(root.join(".b.txt.swp"), "the bonobo climbs\n").unwrap();
     std::fs::rename(root.join(".b.txt.swp"), root.join("b.txt")).unwrap();
-    event(&mut s, "/b.txt", "modified");
+    expect_exactly(&mut s, &root, &[("/b.txt", "modified")]);
     assert!(hits(&mut s, "5", "bonobo")[0].ends_with("/b.txt"));
     assert!(hits(&mut s, "6", "axolotl").is_empty());
 
+    // A touch that changes nothing sends nothing.
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("b.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(f);
+    expect_exactly(&mut s, &root, &[]);
+
     std::fs::remove_file(root.join("b.txt")).unwrap();
-    event(&mut s, "/b.txt", "deleted");
+    expect_exactly(&mut s, &root, &[("/b.txt", "deleted")]);
     assert!(hits(&mut s, "7", "bonobo").is_empty());
 
     // A file that cannot be indexed does not stop the watch.
     std::fs::write(root.join("blob.txt"), b"\x00\x00binary").unwrap();
-    let e = event(&mut s, "/blob.txt", "created");
-    assert_eq!(e["indexed"], false);
-    assert!(e["error"].as_str().unwrap().contains("binary"));
+    let e = expect_exactly(&mut s, &root, &[("/blob.txt", "created")]);
+    assert_eq!(e[0]["indexed"], false);
+    assert!(e[0]["error"].as_str().unwrap().contains("binary"));
     std::fs::write(root.join("c.txt"), "the capybara rests\n").unwrap();
-    event(&mut s, "/c.txt", "created");
+    expect_exactly(&mut s, &root, &[("/c.txt", "created")]);
 }
 
 #[test]
@@ -122,18 +122,38 @@ fn folder_trees_created_moved_and_removed() {
     std::fs::create_dir_all(root.join("x/y/z")).unwrap();
     std::fs::write(root.join("x/one.md"), "# One\nthe dingo howls\n").unwrap();
     std::fs::write(root.join("x/y/z/two.txt"), "the echidna waddles\n").unwrap();
-    event(&mut s, "/x/one.md", "created");
-    event(&mut s, "/x/y/z/two.txt", "created");
+    expect_exactly(
+        &mut s,
+        &root,
+        &[("/x/one.md", "created"), ("/x/y/z/two.txt", "created")],
+    );
     assert_eq!(hits(&mut s, "1", "echidna").len(), 1);
 
+    // A moved folder reports both ends of every file in it.
     std::fs::rename(root.join("x"), root.join("moved")).unwrap();
-    event(&mut s, "/moved/y/z/two.txt", "renamed");
+    expect_exactly(
+        &mut s,
+        &root,
+        &[
+            ("/x/one.md", "renamed"),
+            ("/x/y/z/two.txt", "renamed"),
+            ("/moved/one.md", "renamed"),
+            ("/moved/y/z/two.txt", "renamed"),
+        ],
+    );
     let h = hits(&mut s, "2", "echidna");
     assert_eq!(h.len(), 1);
     assert!(h[0].contains("/moved/y/z/"), "{h:?}");
 
     std::fs::remove_dir_all(root.join("moved")).unwrap();
-    event(&mut s, "/moved/one.md", "deleted");
+    expect_exactly(
+        &mut s,
+        &root,
+        &[
+            ("/moved/one.md", "deleted"),
+            ("/moved/y/z/two.txt", "deleted"),
+        ],
+    );
     assert!(hits(&mut s, "3", "dingo").is_empty());
     assert!(hits(&mut s, "4", "echidna").is_empty());
 }
@@ -154,8 +174,8 @@ fn ignore_rules_and_globs_apply() {
     std::fs::write(root.join("build/out.txt"), "a flamingo in build\n").unwrap();
     std::fs::write(root.join("run.log"), "a flamingo in a log\n").unwrap();
     std::fs::write(root.join("kept.txt"), "a flamingo kept\n").unwrap();
-    event(&mut s, "/kept.txt", "created");
-    std::thread::sleep(Duration::from_millis(300));
+    // Only the kept file: nothing for the ignored folder or the excluded glob.
+    expect_exactly(&mut s, &root, &[("/kept.txt", "created")]);
     let h = hits(&mut s, "1", "flamingo");
     assert_eq!(h.len(), 1, "{h:?}");
     assert!(h[0].ends_with("/kept.txt"));
@@ -232,11 +252,12 @@ fn list_stop_limits_and_root_deletion() {
 /// Reads `watch/event`s until exactly `expected` (path suffix, kind) were seen, then
 /// proves nothing else came: a sentinel file is created at the root and every event
 /// before its own must have been expected (bursts are applied in order).
-fn expect_exactly(s: &mut Sidecar, root: &Path, expected: &[(&str, &str)]) {
+fn expect_exactly(s: &mut Sidecar, root: &Path, expected: &[(&str, &str)]) -> Vec<Value> {
     let mut want: Vec<(String, String)> = expected
         .iter()
         .map(|(p, k)| (p.to_string(), k.to_string()))
         .collect();
+    let mut matched = Vec::new();
     let mut stray = Vec::new();
     let n = SENTINEL.with(|c| {
         let n = c.get() + 1;
@@ -267,9 +288,12 @@ fn expect_exactly(s: &mut Sidecar, root: &Path, expected: &[(&str, &str)]) {
         {
             Some(i) => {
                 want.remove(i);
+                if !path.ends_with(&sentinel) {
+                    matched.push(p.clone());
+                }
                 if sentinel_written && want.is_empty() {
                     assert!(stray.is_empty(), "unexpected events: {stray:?}");
-                    return;
+                    return matched;
                 }
             }
             None => stray.push(p.clone()),

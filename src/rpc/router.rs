@@ -222,6 +222,12 @@ pub struct Router {
     methods: BTreeMap<&'static str, Method>,
 }
 
+/// The wire form of a handler's result.
+fn to_result<R: Serialize>(r: &R) -> Result<Box<RawValue>, RpcError> {
+    serde_json::value::to_raw_value(r)
+        .map_err(|e| RpcError::internal(format!("result serialization failed: {e}")))
+}
+
 /// Deserializes params into `P`, naming the offending field on failure.
 ///
 /// Absent params are read as `{}`. Errors are `-32602` with `data.details.field`.
@@ -270,22 +276,31 @@ impl Router {
             let f = f.clone();
             Box::pin(async move {
                 let p: P = parse_params(params.as_deref())?;
-                let r = f(p, ctx).await?;
-                serde_json::value::to_raw_value(&r)
-                    .map_err(|e| RpcError::internal(format!("result serialization failed: {e}")))
+                to_result(&f(p, ctx).await?)
             })
         });
+        self.insert::<P, R>(name, summary, MethodKind::Queued, Entry::Queued(handler))
+    }
+
+    fn insert<P: JsonSchema, R: JsonSchema>(
+        &mut self,
+        name: &'static str,
+        summary: &'static str,
+        kind: MethodKind,
+        entry: Entry,
+    ) -> &mut Self {
         self.methods.insert(
             name,
             Method {
                 doc: MethodDoc {
                     name,
                     summary,
-                    kind: MethodKind::Queued,
+                    kind,
                     params: |g| g.subschema_for::<P>(),
-                    result: Some(|g| g.subschema_for::<R>()),
+                    result: (kind != MethodKind::Notification)
+                        .then_some(|g| g.subschema_for::<R>()),
                 },
-                entry: Entry::Queued(handler),
+                entry,
             },
         );
         self
@@ -300,26 +315,9 @@ impl Router {
         R: Serialize + JsonSchema + 'static,
         F: Fn(P, &dyn ServerState) -> Result<R, RpcError> + Send + Sync + 'static,
     {
-        let handler: Arc<ControlHandler> = Arc::new(move |params, state| {
-            let p: P = parse_params(params)?;
-            let r = f(p, state)?;
-            serde_json::value::to_raw_value(&r)
-                .map_err(|e| RpcError::internal(format!("result serialization failed: {e}")))
-        });
-        self.methods.insert(
-            name,
-            Method {
-                doc: MethodDoc {
-                    name,
-                    summary,
-                    kind: MethodKind::Control,
-                    params: |g| g.subschema_for::<P>(),
-                    result: Some(|g| g.subschema_for::<R>()),
-                },
-                entry: Entry::Control(handler),
-            },
-        );
-        self
+        let handler: Arc<ControlHandler> =
+            Arc::new(move |params, state| to_result(&f(parse_params(params)?, state)?));
+        self.insert::<P, R>(name, summary, MethodKind::Control, Entry::Control(handler))
     }
 
     /// Documents a method or notification the server answers itself (no handler here).
@@ -329,21 +327,7 @@ impl Router {
         summary: &'static str,
         kind: MethodKind,
     ) -> &mut Self {
-        self.methods.insert(
-            name,
-            Method {
-                doc: MethodDoc {
-                    name,
-                    summary,
-                    kind,
-                    params: |g| g.subschema_for::<P>(),
-                    result: (kind != MethodKind::Notification)
-                        .then_some(|g| g.subschema_for::<R>()),
-                },
-                entry: Entry::Documented,
-            },
-        );
-        self
+        self.insert::<P, R>(name, summary, kind, Entry::Documented)
     }
 
     /// A registered method: its name (static, for statistics) and how it is answered.

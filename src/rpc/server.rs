@@ -187,18 +187,13 @@ impl Handler for Server {
             Ok(v) => v,
             Err(e) => return responder.send(Err(e)),
         };
-        let stage = match self.slots.admit(meta.priority) {
-            Admission::Run(p) => Stage::Run(p),
-            Admission::Queued(t) => Stage::Queue(t),
-            Admission::Full => {
-                Stats::bump(&self.stats.overloaded);
-                let limit = self.config.max_queue;
-                return responder.send(Err(RpcError::new(
-                    ErrorKind::Overloaded,
-                    format!("the queue is full ({limit} requests waiting)"),
-                )
-                .with("queueLimit", limit)));
-            }
+        let Some(stage) = self.admit(&meta) else {
+            let limit = self.config.max_queue;
+            return responder.send(Err(RpcError::new(
+                ErrorKind::Overloaded,
+                format!("the queue is full ({limit} requests waiting)"),
+            )
+            .with("queueLimit", limit)));
         };
         let progress = match &meta.progress_token {
             Some(token) => {
@@ -238,14 +233,9 @@ impl Handler for Server {
             tracing::debug!(method, "ignoring notification with invalid _meta");
             return;
         };
-        let stage = match self.slots.admit(meta.priority) {
-            Admission::Run(p) => Stage::Run(p),
-            Admission::Queued(t) => Stage::Queue(t),
-            Admission::Full => {
-                Stats::bump(&self.stats.overloaded);
-                tracing::warn!(method = name, "queue full: notification dropped");
-                return;
-            }
+        let Some(stage) = self.admit(&meta) else {
+            tracing::warn!(method = name, "queue full: notification dropped");
+            return;
         };
         self.spawn_job(Job {
             handler,
@@ -337,6 +327,18 @@ impl ServerState for Server {
 impl Server {
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// A slot now or a place in the queue; `None` (counted) when the queue is full.
+    fn admit(&self, meta: &Meta) -> Option<Stage> {
+        match self.slots.admit(meta.priority) {
+            Admission::Run(p) => Some(Stage::Run(p)),
+            Admission::Queued(t) => Some(Stage::Queue(t)),
+            Admission::Full => {
+                Stats::bump(&self.stats.overloaded);
+                None
+            }
+        }
     }
 
     fn spawn_job(self: &Arc<Self>, job: Job) {
