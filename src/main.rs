@@ -10,7 +10,9 @@ use quarry::engine::lazy::LazyEngine;
 use quarry::engine::{
     Engine, EngineConfig, EngineError, IngestDirOptions, SearchFilter, SearchRequest,
 };
+use quarry::grpc::endpoint::Endpoint;
 use quarry::logging::{self, LogFormat};
+use quarry::registry;
 use quarry::rpc::{self, ServerConfig, transport};
 use quarry::store::edge::EdgeStore;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,10 @@ enum Command {
     Ingest(IngestArgs),
     /// Search the index and print `path:start-end  score  snippet`.
     Search(SearchArgs),
+    /// Serve gRPC only (no stdio) on the local endpoint until SIGTERM/SIGINT (GRPC.md §4).
+    Daemon(DaemonArgs),
+    /// List the live Quarry instances of this user from the registry (GRPC.md §5).
+    Discover(DiscoverArgs),
     /// Run CMD (e.g. `quarry serve`) under the supervisor and proxy JSON-RPC on
     /// stdin/stdout to it (PROTOCOL.md §10).
     Supervise(SuperviseArgs),
@@ -206,8 +212,34 @@ struct ServeArgs {
     /// Folders that may be watched at once (`watch/start`).
     #[arg(long, env = "QUARRY_MAX_WATCHES", default_value_t = 16)]
     max_watches: usize,
+    /// Do not serve gRPC on the local endpoint (a Unix socket in the per-user runtime
+    /// folder, GRPC.md §4).
+    #[arg(long, env = "QUARRY_NO_GRPC")]
+    no_grpc: bool,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct DaemonArgs {
+    /// How long calls in flight may finish after SIGTERM/SIGINT.
+    #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
+    shutdown_grace_ms: u64,
+    /// Log format on stderr (RUST_LOG sets the level).
+    #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Folders that may be watched at once.
+    #[arg(long, env = "QUARRY_MAX_WATCHES", default_value_t = 16)]
+    max_watches: usize,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct DiscoverArgs {
+    /// Print one JSON array of registry entries.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +259,8 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest(args),
         Command::Search(args) => search(args),
         Command::Supervise(args) => supervise(args),
+        Command::Daemon(args) => daemon(args),
+        Command::Discover(args) => discover(args),
         Command::Schemas(args) => schemas(args),
     }
 }
@@ -248,11 +282,149 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Opened by the first engine method: control methods never need the store, and a
     // folder held by another process is an error of that call, not of the server.
     let store = args.store.clone();
-    let engine = LazyEngine::new(Box::new(move || store.open()), args.max_watches);
-    let router = quarry::methods::router(args.debug_methods, Some(Arc::new(engine)));
-    run_stdio(input, output, guard, "server", move |i, o| {
-        rpc::serve(config, router, i, o)
+    let engine = Arc::new(LazyEngine::new(
+        Box::new(move || store.open()),
+        args.max_watches,
+    ));
+    let router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
+    let grpc = !args.no_grpc;
+    let data_dir = args.store.data_dir();
+    run_stdio(input, output, guard, "server", move |i, o| async move {
+        let mut config = config;
+        // The local gRPC endpoint serves the same engine; a failure to bind it is
+        // logged, never fatal for the stdio host.
+        let endpoint = if grpc {
+            match start_endpoint(engine, &data_dir).await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no gRPC endpoint");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        config.endpoint = endpoint
+            .as_ref()
+            .map(|e| format!("unix:{}", e.path.display()));
+        let grace = config.shutdown_grace;
+        let result = rpc::serve(config, router, i, o).await;
+        if let Some(e) = endpoint {
+            stop_endpoint(e, grace).await;
+        }
+        result
     })
+}
+
+/// Serves the local endpoint and announces it in the registry.
+async fn start_endpoint(
+    engine: Arc<LazyEngine>,
+    data_dir: &std::path::Path,
+) -> std::io::Result<Endpoint> {
+    let endpoint = Endpoint::start(engine, quarry::grpc::endpoint::socket_path()?).await?;
+    if let Err(e) = registry::publish(&registry::Entry::this_process(data_dir, &endpoint.path)) {
+        tracing::warn!(error = %e, "cannot write the registry entry");
+    }
+    Ok(endpoint)
+}
+
+/// Withdraws the registry entry, then drains and closes the endpoint.
+async fn stop_endpoint(endpoint: Endpoint, grace: Duration) {
+    registry::withdraw(std::process::id());
+    endpoint.stop(grace).await;
+}
+
+fn discover(args: DiscoverArgs) -> ExitCode {
+    match registry::live() {
+        Ok(entries) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(entries) => {
+            if entries.is_empty() {
+                eprintln!("no live Quarry instance");
+            }
+            for e in entries {
+                println!(
+                    "pid {}  {}  unix:{}{}  data {}  since {}",
+                    e.pid,
+                    e.status,
+                    e.unix,
+                    e.tcp.map(|t| format!("  tcp {t}")).unwrap_or_default(),
+                    e.data_dir,
+                    e.started_at
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry: cannot read the registry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn daemon(args: DaemonArgs) -> ExitCode {
+    let guard = logging::init(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(2);
+        }
+    };
+    let store = args.store.clone();
+    let engine = Arc::new(LazyEngine::new(
+        Box::new(move || store.open()),
+        args.max_watches,
+    ));
+    let data_dir = args.store.data_dir();
+    let code = runtime.block_on(async move {
+        // A daemon owns its data folder: open it now, and refuse to start without it.
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.get().map(|_| ())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("cannot open the store: {e}");
+                return 2;
+            }
+            Err(e) => {
+                tracing::error!("cannot open the store: {e}");
+                return 2;
+            }
+        }
+        let (mut term, mut int) = match (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => {
+                tracing::error!("cannot install the signal handlers");
+                return 2;
+            }
+        };
+        let endpoint = match start_endpoint(engine, &data_dir).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve the gRPC endpoint");
+                return 2;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+        stop_endpoint(endpoint, Duration::from_millis(args.shutdown_grace_ms)).await;
+        0
+    });
+    drop(guard);
+    std::process::exit(code);
 }
 
 fn supervise(args: SuperviseArgs) -> ExitCode {

@@ -221,7 +221,7 @@ pub fn register_watch(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
                     };
                     let notifier = ctx.notifier.clone();
                     let sink = Arc::new(move |e: WatchEvent| notifier.send("watch/event", &e));
-                    watches.start(spec, &ctx.cancel, &ingest_progress(&ctx), sink)
+                    watches.start(spec, &ctx.cancel, &|_| {}, &ingest_progress(&ctx), sink)
                 })
                 .await?;
                 Ok(WatchStarted {
@@ -376,7 +376,7 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
             engine.ingest(
                 p.collection.as_deref(),
                 &PathBuf::from(&p.path),
-                p.content,
+                p.content.map(String::into_bytes),
                 metadata.as_ref(),
             )
         },

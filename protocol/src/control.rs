@@ -102,6 +102,10 @@ pub struct ReadyParams {
     pub pid: u32,
     /// Every method the server answers, sorted.
     pub methods: Vec<String>,
+    /// The process's local gRPC endpoint (GRPC.md §4), `unix:` and the socket's path;
+    /// absent when it serves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// `health` status.

@@ -12,7 +12,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::language_of;
-use super::read::TextFile;
 use super::reconcile::IngestDirResult;
 use super::walk::IngestDirOptions;
 use super::{DEFAULT_COLLECTION, Engine, EngineError, Progress, absolute, document_id, field};
@@ -69,7 +68,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Indexes one file (or `content` under the name `path`), idempotently.
+    /// Indexes one file (or `content`, its bytes, under the name `path`), idempotently.
+    /// Given content is judged like a file's bytes (binary, not UTF-8, too large).
     ///
     /// Errors: `NotFound` (no such file), `InvalidPath` (a folder, unreadable),
     /// `UnsupportedContent` (binary, too large, not UTF-8), `Storage`.
@@ -77,7 +77,7 @@ impl Engine {
         &self,
         collection: Option<&str>,
         path: &Path,
-        content: Option<String>,
+        content: Option<Vec<u8>>,
         metadata: Option<&Value>,
     ) -> Result<IngestResult, EngineError> {
         let collection = collection.unwrap_or(DEFAULT_COLLECTION);
@@ -85,12 +85,7 @@ impl Engine {
         let abs = absolute(path);
         let path_str = abs.to_string_lossy().into_owned();
         let file = match content {
-            Some(text) => TextFile {
-                hash: blake3::hash(text.as_bytes()).to_hex()[..32].to_owned(),
-                bytes: text.len() as u64,
-                language: language_of(&abs).unwrap_or("text"),
-                text,
-            },
+            Some(bytes) => self.text_of(&abs, &bytes, language_of(&abs).unwrap_or("text"))?,
             None => self.read_text(&abs)?,
         };
         // Metadata is part of what is stored: a change of it is a change.

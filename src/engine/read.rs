@@ -44,11 +44,31 @@ impl Engine {
         }
         let bytes = std::fs::read(path)
             .map_err(|e| EngineError::InvalidPath(format!("unreadable: {shown}: {e}")))?;
-        let text = decode(&bytes).ok_or_else(|| {
+        self.text_of(path, &bytes, language)
+    }
+
+    /// `bytes` (a file's, or content sent for the document `path`) as checked text.
+    ///
+    /// Errors: `UnsupportedContent` when too large, binary or not UTF-8.
+    pub(crate) fn text_of(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        language: &'static str,
+    ) -> Result<TextFile, EngineError> {
+        let shown = path.display();
+        if bytes.len() as u64 > self.config.max_file_bytes {
+            return Err(EngineError::UnsupportedContent(format!(
+                "too large: {shown} has {} bytes, the limit is {}",
+                bytes.len(),
+                self.config.max_file_bytes
+            )));
+        }
+        let text = decode(bytes).ok_or_else(|| {
             EngineError::UnsupportedContent(format!("not text (binary or not UTF-8): {shown}"))
         })?;
         Ok(TextFile {
-            hash: blake3::hash(&bytes).to_hex()[..32].to_owned(),
+            hash: blake3::hash(bytes).to_hex()[..32].to_owned(),
             bytes: bytes.len() as u64,
             text,
             language,

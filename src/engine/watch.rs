@@ -194,8 +194,9 @@ impl Watches {
         Ok(Reservation(self.starting.clone()))
     }
 
-    /// Arms the watcher, reconciles the index with the disk (reporting `progress`),
-    /// then follows changes on a thread of its own, reporting each to `sink`.
+    /// Arms the watcher (then tells `armed` the watch's id), reconciles the index with
+    /// the disk (reporting `progress`), then follows changes on a thread of its own,
+    /// reporting each to `sink`.
     ///
     /// Errors: `NotFound`/`InvalidPath` for the root, `Limit` (too many watches, or
     /// the OS watch limit), `InvalidInput` (globs), `Cancelled`, `Storage`.
@@ -203,6 +204,7 @@ impl Watches {
         &self,
         spec: WatchSpec,
         cancel: &CancellationToken,
+        armed: &dyn Fn(&WatchInfo),
         progress: &(dyn Fn(Progress) + Sync),
         sink: EventSink,
     ) -> Result<WatchInfo, EngineError> {
@@ -225,6 +227,13 @@ impl Watches {
         debouncer
             .watch(&root, RecursiveMode::Recursive)
             .map_err(|e| watch_error(&root, e))?;
+        let id = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let info = WatchInfo {
+            watch_id: id.clone(),
+            root: root.to_string_lossy().into_owned(),
+            collection: spec.collection.clone(),
+        };
+        armed(&info);
         // Changes made during the reconcile wait in the channel and are applied after.
         self.engine.ingest_tree(
             Some(&spec.collection),
@@ -234,12 +243,6 @@ impl Watches {
             cancel,
             progress,
         )?;
-        let id = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let info = WatchInfo {
-            watch_id: id.clone(),
-            root: root.to_string_lossy().into_owned(),
-            collection: spec.collection.clone(),
-        };
         let stop = CancellationToken::new();
         {
             let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The version reported in `sidecar/ready` and `health`.
     pub version: String,
+    /// The local gRPC endpoint announced in `sidecar/ready` (`unix:/path`), if any.
+    pub endpoint: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             max_message_bytes: 16 * 1024 * 1024,
             shutdown_grace: Duration::from_millis(5000),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            endpoint: None,
         }
     }
 }
@@ -461,6 +464,7 @@ where
         version: config.version.clone(),
         pid: std::process::id(),
         methods: router.method_names(),
+        endpoint: config.endpoint.clone(),
     };
     let server = Arc::new(Server {
         slots: Slots::new(config.max_concurrency, config.max_queue),

@@ -1,0 +1,144 @@
+//! The local endpoint (GRPC.md §4): a Unix socket in the per-user runtime folder
+//! (folder 0700, socket 0600), serving `quarry.v1.Quarry`, `grpc.health.v1.Health` and
+//! server reflection (v1 and v1alpha) until its shutdown token fires; then health says
+//! `NOT_SERVING`, calls in flight get the grace period, and the socket is removed.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use super::proto::{self, quarry_server::QuarryServer};
+use super::service::QuarryService;
+use crate::engine::lazy::LazyEngine;
+
+/// The per-user runtime folder: `$XDG_RUNTIME_DIR/quarry`, else `$TMPDIR/quarry-$UID`
+/// (`TMPDIR` defaulting to `/tmp`). Created 0700 if missing.
+///
+/// Errors: it cannot be created, or it exists with other permissions or owner.
+pub fn runtime_dir() -> std::io::Result<PathBuf> {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(run) => PathBuf::from(run).join("quarry"),
+        None => {
+            let tmp = std::env::var_os("TMPDIR")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+            tmp.join(format!("quarry-{}", rustix::process::getuid().as_raw()))
+        }
+    };
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::metadata(&dir)?;
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != rustix::process::getuid().as_raw() || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} must be owned by this user with mode 0700 (it is {:o})",
+                dir.display(),
+                meta.mode() & 0o777
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// This process's socket: `<runtime folder>/<pid>.sock`.
+pub fn socket_path() -> std::io::Result<PathBuf> {
+    Ok(runtime_dir()?.join(format!("{}.sock", std::process::id())))
+}
+
+/// A running local endpoint.
+pub struct Endpoint {
+    /// The socket.
+    pub path: PathBuf,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    /// Binds `path` (0600; a stale file of a dead process with our pid is replaced) and
+    /// serves until [`Endpoint::stop`].
+    ///
+    /// Errors: the socket cannot be bound.
+    pub async fn start(engine: Arc<LazyEngine>, path: PathBuf) -> std::io::Result<Endpoint> {
+        if path.exists() {
+            std::fs::remove_file(&path)?;
+        }
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<QuarryServer<QuarryService>>().await;
+        health.set_service_status("", ServingStatus::Serving).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(std::io::Error::other)?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(std::io::Error::other)?;
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(QuarryServer::new(QuarryService::new(engine)));
+        let shown = path.clone();
+        let task = tokio::spawn(async move {
+            let drained = async move {
+                stop.cancelled().await;
+                health
+                    .set_not_serving::<QuarryServer<QuarryService>>()
+                    .await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+            };
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), drained)
+                .await
+            {
+                tracing::warn!(error = %e, "gRPC endpoint failed");
+            }
+            let _ = std::fs::remove_file(&shown);
+        });
+        tracing::info!(socket = %path.display(), "gRPC endpoint listening");
+        Ok(Endpoint {
+            path,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops taking calls, lets those in flight finish within `grace`, removes the
+    /// socket.
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether `path` is a socket file (for checks and tests).
+pub fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}

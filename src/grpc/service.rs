@@ -1,0 +1,562 @@
+//! `quarry.v1.Quarry` (GRPC.md §1): the engine's requests and results in proto form.
+//! Only translation lives here: validation, defaults and limits are the engine's (the
+//! same calls as the JSON-RPC methods), and errors map through the one table of
+//! [`crate::methods::rpc_error`] and [`super::status`].
+//!
+//! Engine work runs on the blocking pool under a cancellation token that is cancelled
+//! when the call goes away (the client cancels, the connection drops) or its
+//! `grpc-timeout` passes: the work stops, as `notifications/cancelled` stops it on stdio.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use quarry_protocol::{ErrorKind, RpcError};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::proto::{self, quarry_server::Quarry};
+use super::status::status;
+use crate::engine::lazy::LazyEngine;
+use crate::engine::watch::{ChangeKind, WatchEvent, WatchSpec};
+use crate::engine::{Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchRequest};
+use crate::methods::rpc_error;
+
+/// A server stream of `T`.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `quarry.v1.Quarry` service over one engine.
+pub struct QuarryService {
+    engine: Arc<LazyEngine>,
+    started: Instant,
+}
+
+impl QuarryService {
+    /// The service over `engine` (opened by the first call that needs it).
+    pub fn new(engine: Arc<LazyEngine>) -> Self {
+        QuarryService {
+            engine,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// An empty `collection` means the default one (GRPC.md §1).
+fn collection(c: String) -> Option<String> {
+    (!c.is_empty()).then_some(c)
+}
+
+/// The call's deadline from its `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+fn deadline<T>(req: &Request<T>) -> Option<Duration> {
+    let v = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// When Quarry answers a call whose deadline is `d`: a moment before it, so that the
+/// status is the contract's `DEADLINE_EXCEEDED` and not the transport's own
+/// `CANCELLED`, which it sends when the deadline itself passes.
+fn answer_by(d: Duration) -> Duration {
+    d.saturating_sub((d / 50).max(Duration::from_millis(1)))
+}
+
+fn timeout(d: Duration) -> RpcError {
+    RpcError::new(
+        ErrorKind::Timeout,
+        format!("deadline of {} ms passed while running", d.as_millis()),
+    )
+    .with("timeoutMs", d.as_millis() as u64)
+    .with("stage", "running")
+}
+
+/// Cancels `cancel` when `d` passes (noting it in `timed_out`), unless `cancel` fires
+/// first.
+fn arm_deadline(d: Option<Duration>, cancel: &CancellationToken, timed_out: &Arc<Mutex<bool>>) {
+    if let Some(d) = d {
+        let (cancel, timed_out) = (cancel.clone(), timed_out.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(answer_by(d)) => {
+                    *timed_out.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    cancel.cancel();
+                }
+            }
+        });
+    }
+}
+
+impl QuarryService {
+    /// Runs `f` on the engine on the blocking pool; the work is cancelled when this
+    /// future is dropped or `deadline` passes.
+    async fn run<T: Send + 'static>(
+        &self,
+        deadline: Option<Duration>,
+        f: impl FnOnce(&Engine, &CancellationToken) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, RpcError> {
+        let lazy = self.engine.clone();
+        let cancel = CancellationToken::new();
+        let _guard = cancel.clone().drop_guard();
+        let c = cancel.clone();
+        let work = tokio::task::spawn_blocking(move || f(&lazy.get()?.engine, &c));
+        let joined = match deadline {
+            None => work.await,
+            Some(d) => match tokio::time::timeout(answer_by(d), work).await {
+                Ok(r) => r,
+                Err(_) => {
+                    cancel.cancel();
+                    return Err(timeout(d));
+                }
+            },
+        };
+        joined
+            .map_err(|e| RpcError::internal(format!("engine task failed: {e}")))?
+            .map_err(rpc_error)
+    }
+}
+
+/// A stream that cancels its work when dropped (the client went away).
+struct Guarded<S> {
+    inner: S,
+    _guard: DropGuard,
+}
+
+impl<S: Stream + Unpin> Stream for Guarded<S> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+/// Progress as a proto message, at most every 100 ms (and always the last one).
+fn throttled(send: impl Fn(proto::Progress) + Sync) -> impl Fn(Progress) + Sync {
+    let last = Mutex::new(None::<std::time::Instant>);
+    move |p: Progress| {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+            || p.files_done == p.files_total
+        {
+            *last = Some(std::time::Instant::now());
+            send(proto::Progress {
+                progress: p.files_done as f64,
+                total: p.files_total as f64,
+                message: format!(
+                    "{}/{} files, {:.1} MB",
+                    p.files_done,
+                    p.files_total,
+                    p.bytes as f64 / 1e6
+                ),
+            });
+        }
+    }
+}
+
+/// `google.protobuf.Struct` → a JSON object.
+fn json_of_struct(s: prost_types::Struct) -> Map<String, Value> {
+    s.fields
+        .into_iter()
+        .map(|(k, v)| (k, json_of_value(v)))
+        .collect()
+}
+
+fn json_of_value(v: prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+        }
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::StructValue(s)) => Value::Object(json_of_struct(s)),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(json_of_value).collect()),
+    }
+}
+
+fn change_kind(k: ChangeKind) -> &'static str {
+    match k {
+        ChangeKind::Created => "created",
+        ChangeKind::Modified => "modified",
+        ChangeKind::Deleted => "deleted",
+        ChangeKind::Renamed => "renamed",
+    }
+}
+
+fn st(e: RpcError) -> Status {
+    status(&e)
+}
+
+#[tonic::async_trait]
+impl Quarry for QuarryService {
+    async fn list_collections(
+        &self,
+        req: Request<proto::ListCollectionsRequest>,
+    ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
+        let cs = self
+            .run(deadline(&req), |e, _| e.collections())
+            .await
+            .map_err(st)?;
+        Ok(Response::new(proto::ListCollectionsResponse {
+            collections: cs
+                .into_iter()
+                .map(|c| proto::Collection {
+                    name: c.name,
+                    points: c.points,
+                    documents: c.documents,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn create_collection(
+        &self,
+        req: Request<proto::CreateCollectionRequest>,
+    ) -> Result<Response<proto::CreateCollectionResponse>, Status> {
+        let d = deadline(&req);
+        let name = req.into_inner().name;
+        let n = name.clone();
+        let created = self
+            .run(d, move |e, _| e.create_collection(&n))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(proto::CreateCollectionResponse {
+            name,
+            created,
+        }))
+    }
+
+    async fn delete_collection(
+        &self,
+        req: Request<proto::DeleteCollectionRequest>,
+    ) -> Result<Response<proto::DeleteCollectionResponse>, Status> {
+        let d = deadline(&req);
+        let name = req.into_inner().name;
+        let n = name.clone();
+        let deleted = self
+            .run(d, move |e, _| e.delete_collection(&n))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(proto::DeleteCollectionResponse {
+            name,
+            deleted,
+        }))
+    }
+
+    async fn index_file(
+        &self,
+        req: Request<proto::IndexFileRequest>,
+    ) -> Result<Response<proto::IndexFileResponse>, Status> {
+        let d = deadline(&req);
+        let r = self.index_one(d, req.into_inner()).await.map_err(st)?;
+        Ok(Response::new(r))
+    }
+
+    type IngestDirStream = ResponseStream<proto::IngestDirUpdate>;
+
+    async fn ingest_dir(
+        &self,
+        req: Request<proto::IngestDirRequest>,
+    ) -> Result<Response<Self::IngestDirStream>, Status> {
+        let d = deadline(&req);
+        let r = req.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<proto::IngestDirUpdate, Status>>(64);
+        let cancel = CancellationToken::new();
+        let timed_out = Arc::new(Mutex::new(false));
+        arm_deadline(d, &cancel, &timed_out);
+        let (lazy, c) = (self.engine.clone(), cancel.clone());
+        tokio::task::spawn_blocking(move || {
+            let progress_tx = tx.clone();
+            let progress = throttled(move |p| {
+                let _ = progress_tx.try_send(Ok(proto::IngestDirUpdate {
+                    update: Some(proto::ingest_dir_update::Update::Progress(p)),
+                }));
+            });
+            let options = IngestDirOptions {
+                include: r.include,
+                exclude: r.exclude,
+            };
+            let collection = collection(r.collection);
+            let result = lazy.get().and_then(|o| {
+                o.engine.ingest_dir(
+                    collection.as_deref(),
+                    &PathBuf::from(&r.root),
+                    &options,
+                    &c,
+                    &progress,
+                )
+            });
+            let last = match result {
+                Ok(r) => Ok(proto::IngestDirUpdate {
+                    update: Some(proto::ingest_dir_update::Update::Result(
+                        proto::IngestDirResult {
+                            files: r.files,
+                            chunks: r.chunks,
+                            unchanged: r.unchanged,
+                            removed: r.removed,
+                            skipped: r
+                                .skipped
+                                .into_iter()
+                                .map(|s| proto::Skipped {
+                                    path: s.path,
+                                    reason: s.reason,
+                                })
+                                .collect(),
+                            elapsed_ms: r.elapsed_ms,
+                        },
+                    )),
+                }),
+                Err(EngineError::Cancelled)
+                    if *timed_out.lock().unwrap_or_else(|e| e.into_inner()) =>
+                {
+                    Err(st(timeout(d.unwrap_or_default())))
+                }
+                Err(e) => Err(st(rpc_error(e))),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(Box::pin(Guarded {
+            inner: ReceiverStream::new(rx),
+            _guard: cancel.drop_guard(),
+        })))
+    }
+
+    async fn bulk_index(
+        &self,
+        req: Request<Streaming<proto::IndexFileRequest>>,
+    ) -> Result<Response<proto::BulkIndexResponse>, Status> {
+        let mut files = req.into_inner();
+        let mut out = proto::BulkIndexResponse::default();
+        while let Some(file) = files.message().await? {
+            out.total += 1;
+            let path = file.path.clone();
+            let outcome = if file.content.is_none() {
+                Err(RpcError::invalid_params(
+                    "content",
+                    "BulkIndex needs each file's content",
+                ))
+            } else {
+                self.index_one(None, file).await
+            };
+            match outcome {
+                Ok(r) if r.unchanged => out.unchanged += 1,
+                Ok(_) => out.indexed += 1,
+                Err(e) => {
+                    out.failed += 1;
+                    out.errors.push(proto::FileError {
+                        path,
+                        kind: e.kind.as_str().to_owned(),
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        Ok(Response::new(out))
+    }
+
+    type SyncIndexStream = ResponseStream<proto::SyncResponse>;
+
+    async fn sync_index(
+        &self,
+        _req: Request<Streaming<proto::SyncRequest>>,
+    ) -> Result<Response<Self::SyncIndexStream>, Status> {
+        Err(Status::unimplemented(
+            "SyncIndex is not served yet by this version of Quarry",
+        ))
+    }
+
+    async fn delete_documents(
+        &self,
+        req: Request<proto::DeleteDocumentsRequest>,
+    ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
+        let d = deadline(&req);
+        let r = req.into_inner();
+        let deleted = self
+            .run(d, move |e, _| {
+                e.delete_documents(
+                    collection(r.collection)
+                        .as_deref()
+                        .unwrap_or(crate::engine::DEFAULT_COLLECTION),
+                    r.path.as_deref().map(std::path::Path::new),
+                    r.document_id.as_deref(),
+                )
+            })
+            .await
+            .map_err(st)?;
+        Ok(Response::new(proto::DeleteDocumentsResponse { deleted }))
+    }
+
+    async fn search(
+        &self,
+        req: Request<proto::SearchRequest>,
+    ) -> Result<Response<proto::SearchResponse>, Status> {
+        let d = deadline(&req);
+        let r = req.into_inner();
+        let filter = r.filter.unwrap_or_default();
+        let request = SearchRequest {
+            query: r.query,
+            collection: collection(r.collection),
+            // 0 means the default (GRPC.md §1).
+            limit: (r.limit != 0).then_some(r.limit as usize),
+            filter: SearchFilter {
+                path_prefix: (!filter.path_prefix.is_empty())
+                    .then(|| PathBuf::from(filter.path_prefix)),
+                languages: filter.languages,
+            },
+        };
+        let result = self
+            .run(d, move |e, _| e.search(&request))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(proto::SearchResponse {
+            hits: result
+                .hits
+                .into_iter()
+                .map(|h| proto::SearchHit {
+                    path: h.path,
+                    score: h.score,
+                    chunk_index: h.chunk_index,
+                    start_line: h.start_line,
+                    end_line: h.end_line,
+                    snippet: h.snippet,
+                    language: h.language,
+                    document_id: h.document_id,
+                    snippet_line: h.snippet_line,
+                })
+                .collect(),
+        }))
+    }
+
+    type WatchStream = ResponseStream<proto::WatchUpdate>;
+
+    async fn watch(
+        &self,
+        req: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = req.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel::<Result<proto::WatchUpdate, Status>>();
+        let cancel = CancellationToken::new();
+        let id: Arc<Mutex<Option<String>>> = Arc::default();
+        let (lazy, c, watch_id) = (self.engine.clone(), cancel.clone(), id.clone());
+        let started_tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let opened = match lazy.get() {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = tx.send(Err(st(rpc_error(e))));
+                    return;
+                }
+            };
+            let spec = WatchSpec {
+                root: PathBuf::from(&r.root),
+                collection: collection(r.collection)
+                    .unwrap_or_else(|| crate::engine::DEFAULT_COLLECTION.to_owned()),
+                options: IngestDirOptions {
+                    include: r.include,
+                    exclude: r.exclude,
+                },
+                debounce: (r.debounce_ms != 0).then(|| Duration::from_millis(r.debounce_ms)),
+            };
+            let armed = |info: &crate::engine::watch::WatchInfo| {
+                *watch_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.watch_id.clone());
+                let _ = started_tx.send(Ok(proto::WatchUpdate {
+                    update: Some(proto::watch_update::Update::Started(proto::WatchStarted {
+                        watch_id: info.watch_id.clone(),
+                        root: info.root.clone(),
+                    })),
+                }));
+            };
+            let progress_tx = tx.clone();
+            let progress = throttled(move |p| {
+                let _ = progress_tx.send(Ok(proto::WatchUpdate {
+                    update: Some(proto::watch_update::Update::Progress(p)),
+                }));
+            });
+            let event_tx = tx.clone();
+            let sink = Arc::new(move |e: WatchEvent| {
+                let _ = event_tx.send(Ok(proto::WatchUpdate {
+                    update: Some(proto::watch_update::Update::Event(proto::WatchEvent {
+                        path: e.path,
+                        kind: change_kind(e.kind).to_owned(),
+                        indexed: e.indexed,
+                        error: e.error.unwrap_or_default(),
+                    })),
+                }));
+            });
+            if let Err(e) = opened.watches.start(spec, &c, &armed, &progress, sink) {
+                let _ = tx.send(Err(st(rpc_error(e))));
+            }
+        });
+        // The watch lives exactly as long as the call: dropping the stream stops it.
+        let stopper = CancellationToken::new();
+        {
+            let (stopper, lazy) = (stopper.clone(), self.engine.clone());
+            tokio::spawn(async move {
+                stopper.cancelled().await;
+                cancel.cancel();
+                let id = id.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let (Some(id), Some(o)) = (id, lazy.opened()) {
+                    o.watches.stop(&id);
+                }
+            });
+        }
+        Ok(Response::new(Box::pin(Guarded {
+            inner: UnboundedReceiverStream::new(rx),
+            _guard: stopper.drop_guard(),
+        })))
+    }
+
+    async fn stats(
+        &self,
+        _req: Request<proto::StatsRequest>,
+    ) -> Result<Response<proto::StatsResponse>, Status> {
+        Ok(Response::new(proto::StatsResponse {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            rss_bytes: crate::rpc::control::rss_bytes(),
+            ..proto::StatsResponse::default()
+        }))
+    }
+}
+
+impl QuarryService {
+    /// `IndexFile` and each file of `BulkIndex`.
+    async fn index_one(
+        &self,
+        d: Option<Duration>,
+        r: proto::IndexFileRequest,
+    ) -> Result<proto::IndexFileResponse, RpcError> {
+        let metadata = r.metadata.map(|m| Value::Object(json_of_struct(m)));
+        let result = self
+            .run(d, move |e, _| {
+                e.ingest(
+                    collection(r.collection).as_deref(),
+                    &PathBuf::from(&r.path),
+                    r.content,
+                    metadata.as_ref(),
+                )
+            })
+            .await?;
+        Ok(proto::IndexFileResponse {
+            document_id: result.document_id,
+            path: result.path,
+            chunks: result.chunks,
+            unchanged: result.unchanged,
+        })
+    }
+}

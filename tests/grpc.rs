@@ -1,0 +1,493 @@
+//! `quarry.v1.Quarry` over the real local endpoint (GRPC.md §1–4): a real
+//! `quarry daemon` (and `quarry serve`) process, its Unix socket, a tonic client.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Sidecar, WAIT, bin};
+use hyper_util::rt::TokioIo;
+use quarry::grpc::proto::quarry_client::QuarryClient;
+use quarry::grpc::proto::{self, ingest_dir_update, watch_update};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_types::StatusExt;
+
+/// A running `quarry daemon` with its own data and runtime folders.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _data: tempfile::TempDir,
+    run: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let data = tempfile::tempdir().unwrap();
+        let run = tempfile::tempdir().unwrap();
+        let child = Command::new(bin())
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("XDG_RUNTIME_DIR", run.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = run
+            .path()
+            .join("quarry")
+            .join(format!("{}.sock", child.id()));
+        let deadline = Instant::now() + WAIT;
+        while !quarry::grpc::endpoint::is_socket(&socket) {
+            assert!(
+                Instant::now() < deadline,
+                "no socket at {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon {
+            child,
+            socket,
+            _data: data,
+            run,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn channel(socket: &Path) -> Channel {
+    let socket = socket.to_owned();
+    Endpoint::try_from("http://quarry.local")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        }))
+        .await
+        .unwrap()
+}
+
+/// The status's `google.rpc.ErrorInfo` reason (the protocol's kind).
+fn reason(s: &Status) -> String {
+    let info = s.get_details_error_info().expect("an ErrorInfo detail");
+    assert_eq!(info.domain, "quarry");
+    info.reason
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_calls_errors_and_health_on_the_unix_socket() {
+    let d = Daemon::start();
+    let ch = channel(&d.socket).await;
+    let mut health = HealthClient::new(ch.clone());
+    for service in ["", "quarry.v1.Quarry"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status(), ServingStatus::Serving, "{service:?}");
+    }
+    let mut q = QuarryClient::new(ch);
+    let r = q
+        .create_collection(proto::CreateCollectionRequest { name: "c".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.created);
+    let r = q
+        .index_file(proto::IndexFileRequest {
+            path: "/notes/okapi.txt".into(),
+            collection: "c".into(),
+            content: Some(b"the okapi lives in the forest\n".to_vec()),
+            metadata: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.chunks, r.unchanged), (1, false));
+    let hits = q
+        .search(proto::SearchRequest {
+            query: "okapi".into(),
+            collection: "c".into(),
+            limit: 0,
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].path, "/notes/okapi.txt");
+    let cs = q
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert!(
+        cs.iter()
+            .any(|c| c.name == "c" && c.documents == 1 && c.points == 1)
+    );
+
+    // Errors: the status of the kind, and ErrorInfo naming the kind.
+    let e = q
+        .search(proto::SearchRequest {
+            query: "okapi".into(),
+            collection: "missing".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::NotFound, "not_found")
+    );
+    let e = q
+        .search(proto::SearchRequest {
+            query: "okapi".into(),
+            limit: 101,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::InvalidArgument, "invalid_params")
+    );
+    let e = q
+        .index_file(proto::IndexFileRequest {
+            path: "/blob.bin.txt".into(),
+            content: Some(vec![0, 1, 2, 0xff]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::FailedPrecondition, "unsupported_content")
+    );
+    let r = q
+        .delete_documents(proto::DeleteDocumentsRequest {
+            path: Some("/notes".into()),
+            document_id: None,
+            collection: "c".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.deleted, 1);
+    assert!(
+        q.delete_collection(proto::DeleteCollectionRequest { name: "c".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_dir_streams_progress_then_one_result_and_bulk_index_reports_bad_files() {
+    let d = Daemon::start();
+    let mut q = QuarryClient::new(channel(&d.socket).await);
+    let mut updates = q
+        .ingest_dir(proto::IngestDirRequest {
+            root: corpus().display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut progress = Vec::new();
+    let mut results = Vec::new();
+    while let Some(u) = updates.message().await.unwrap() {
+        assert!(results.is_empty(), "a message after the result");
+        match u.update.unwrap() {
+            ingest_dir_update::Update::Progress(p) => progress.push(p.progress),
+            ingest_dir_update::Update::Result(r) => results.push(r),
+        }
+    }
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].files, 10);
+    assert!(!progress.is_empty() && progress.windows(2).all(|w| w[0] < w[1]));
+    let hits = q
+        .search(proto::SearchRequest {
+            query: "split a string using shell-like syntax".into(),
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert!(hits[0].path.ends_with("/shlex.py"), "{hits:?}");
+
+    // BulkIndex: files sent by a client that does not share the file system.
+    let files = vec![
+        proto::IndexFileRequest {
+            path: "/remote/a.md".into(),
+            collection: "bulk".into(),
+            content: Some(b"# A\nthe quokka smiles\n".to_vec()),
+            metadata: None,
+        },
+        proto::IndexFileRequest {
+            path: "/remote/b.txt".into(),
+            collection: "bulk".into(),
+            content: Some(vec![0, 0, 0]),
+            metadata: None,
+        },
+        proto::IndexFileRequest {
+            path: "/remote/c.txt".into(),
+            collection: "bulk".into(),
+            content: Some(b"the wombat digs\n".to_vec()),
+            metadata: None,
+        },
+    ];
+    let r = q
+        .bulk_index(tokio_stream::iter(files))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.total, r.indexed, r.failed, r.unchanged), (3, 2, 1, 0));
+    assert_eq!(r.errors[0].path, "/remote/b.txt");
+    assert_eq!(r.errors[0].kind, "unsupported_content");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_stops_the_work_and_a_watch_lives_as_long_as_its_call() {
+    let d = Daemon::start();
+    let mut q = QuarryClient::new(channel(&d.socket).await);
+    let tree = tempfile::tempdir().unwrap();
+    for i in 0..3000 {
+        std::fs::write(
+            tree.path().join(format!("f{i}.txt")),
+            format!("file {i} of a large tree\n"),
+        )
+        .unwrap();
+    }
+    let mut req = Request::new(proto::IngestDirRequest {
+        root: tree.path().display().to_string(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_millis(200));
+    let mut updates = q.ingest_dir(req).await.unwrap().into_inner();
+    let e = loop {
+        match updates.message().await {
+            Ok(Some(u)) => assert!(
+                !matches!(u.update, Some(ingest_dir_update::Update::Result(_))),
+                "finished before its deadline"
+            ),
+            Ok(None) => panic!("the stream ended without an answer"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert_eq!(reason(&e), "timeout");
+
+    let watched = tempfile::tempdir().unwrap();
+    let root = watched.path().canonicalize().unwrap();
+    let mut events = q
+        .watch(proto::WatchRequest {
+            root: root.display().to_string(),
+            debounce_ms: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = events.message().await.unwrap().unwrap();
+    let Some(watch_update::Update::Started(started)) = first.update else {
+        panic!("first message: {first:?}");
+    };
+    assert!(started.watch_id.starts_with('w'));
+    // The reconcile's progress ends with progress == total: the watch is in step.
+    loop {
+        let u = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("no progress")
+            .unwrap()
+            .unwrap();
+        match u.update {
+            Some(watch_update::Update::Progress(p)) if p.progress == p.total => break,
+            Some(watch_update::Update::Progress(_)) => {}
+            other => panic!("before the reconcile ended: {other:?}"),
+        }
+    }
+    std::fs::write(root.join("new.txt"), "the pangolin curls\n").unwrap();
+    let event = loop {
+        let u = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("no event")
+            .unwrap()
+            .unwrap();
+        if let Some(watch_update::Update::Event(e)) = u.update {
+            break e;
+        }
+    };
+    assert_eq!((event.kind.as_str(), event.indexed), ("created", true));
+    assert!(event.path.ends_with("/new.txt"));
+    assert_eq!(event.error, "");
+}
+
+#[test]
+fn serve_announces_its_endpoint_and_daemon_drains_on_sigterm() {
+    let run = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve").env("XDG_RUNTIME_DIR", run.path());
+    let mut s = Sidecar::spawn_cmd(cmd);
+    let endpoint = s.ready["endpoint"].as_str().unwrap().to_owned();
+    let socket = PathBuf::from(endpoint.strip_prefix("unix:").unwrap());
+    assert_eq!(
+        socket,
+        run.path().join("quarry").join(format!("{}.sock", s.pid()))
+    );
+    assert!(quarry::grpc::endpoint::is_socket(&socket));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(&run.path().join("quarry")), 0o700);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut q = QuarryClient::new(channel(&socket).await);
+        // The same engine as the host's stdio: what one ingests, the other finds.
+        q.index_file(proto::IndexFileRequest {
+            path: "/x/ibis.txt".into(),
+            content: Some(b"the ibis wades\n".to_vec()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let v = s.request(1, "search/query", serde_json::json!({"query": "ibis"}));
+    assert_eq!(v["result"]["hits"][0]["path"], "/x/ibis.txt", "{v}");
+    s.close_stdin();
+    assert_eq!(s.wait_exit().code(), Some(0));
+    assert!(!socket.exists(), "the socket outlived its server");
+
+    let mut d = Daemon::start();
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!d.socket.exists());
+}
+
+/// `quarry discover --json` with the runtime folder `run`.
+fn discover(run: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(bin())
+        .args(["discover", "--json"])
+        .env("XDG_RUNTIME_DIR", run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_registry_lists_live_instances_and_drops_dead_ones() {
+    let mut d = Daemon::start();
+    let pid = d.child.id();
+    let entry = d
+        .run
+        .path()
+        .join("quarry/instances")
+        .join(format!("{pid}.json"));
+    let deadline = Instant::now() + WAIT;
+    while !entry.exists() {
+        assert!(Instant::now() < deadline, "no registry entry");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let live = discover(d.run.path());
+    assert_eq!(live.len(), 1, "{live:?}");
+    let e = &live[0];
+    assert_eq!(e["registryVersion"], 1);
+    assert_eq!(e["pid"], pid);
+    assert_eq!(e["unix"], d.socket.display().to_string());
+    assert_eq!(e["status"], "serving");
+    assert_eq!(e["role"], "owner");
+    assert_eq!(e["tcp"], serde_json::Value::Null);
+    assert!(e["processStart"].as_u64().unwrap() > 0);
+    assert!(e["startedAt"].as_str().unwrap().ends_with('Z'));
+    // A pid that is alive but started at another time is not that Quarry.
+    let mut reused = e.clone();
+    reused["processStart"] = serde_json::json!(e["processStart"].as_u64().unwrap() + 1);
+    reused["pid"] = serde_json::json!(std::process::id());
+    let fake = d
+        .run
+        .path()
+        .join("quarry/instances")
+        .join(format!("{}.json", std::process::id()));
+    std::fs::write(&fake, serde_json::to_vec(&reused).unwrap()).unwrap();
+    assert_eq!(discover(d.run.path()).len(), 1);
+    assert!(!fake.exists(), "a stale entry is deleted by its reader");
+    // kill -9: the entry stays behind, readers ignore it and delete it.
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    assert!(entry.exists());
+    assert!(discover(d.run.path()).is_empty());
+    assert!(!entry.exists());
+}
+
+#[test]
+fn the_proto_names_every_rpc_of_the_contract() {
+    use prost::Message;
+    let fds = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
+    let file = fds
+        .file
+        .iter()
+        .find(|f| f.package() == "quarry.v1")
+        .unwrap();
+    let service = file.service.iter().find(|s| s.name() == "Quarry").unwrap();
+    let rpcs: Vec<(&str, bool, bool)> = service
+        .method
+        .iter()
+        .map(|m| (m.name(), m.client_streaming(), m.server_streaming()))
+        .collect();
+    // GRPC.md §1: names and streaming shapes are binding.
+    assert_eq!(
+        rpcs,
+        [
+            ("ListCollections", false, false),
+            ("CreateCollection", false, false),
+            ("DeleteCollection", false, false),
+            ("IndexFile", false, false),
+            ("IngestDir", false, true),
+            ("BulkIndex", true, false),
+            ("SyncIndex", true, true),
+            ("DeleteDocuments", false, false),
+            ("Search", false, false),
+            ("Watch", false, true),
+            ("Stats", false, false),
+        ]
+    );
+    // The descriptor carries the documentation (reflection clients show it).
+    assert!(file.source_code_info.is_some());
+}
