@@ -491,3 +491,150 @@ fn the_proto_names_every_rpc_of_the_contract() {
     // The descriptor carries the documentation (reflection clients show it).
     assert!(file.source_code_info.is_some());
 }
+
+/// One `SyncIndex` round: the manifest of `files` under `prefix`, then the content of
+/// every needed path (all of them, or only the first `send_only` before hanging up).
+async fn sync(
+    q: &mut QuarryClient<Channel>,
+    prefix: &str,
+    files: &[(&str, &str)],
+    send_only: Option<usize>,
+) -> (Vec<String>, Option<proto::SyncResult>, Vec<proto::FileAck>) {
+    use proto::sync_request::Request as In;
+    use proto::sync_response::Response as Out;
+    let (tx, rx) = tokio::sync::mpsc::channel::<proto::SyncRequest>(16);
+    let manifest = proto::Manifest {
+        collection: "synced".into(),
+        prefix: prefix.into(),
+        entries: files
+            .iter()
+            .map(|(p, c)| proto::ManifestEntry {
+                path: format!("{prefix}/{p}"),
+                sha256: quarry::engine::sha256_hex(c.as_bytes()),
+            })
+            .collect(),
+    };
+    tx.send(proto::SyncRequest {
+        request: Some(In::Manifest(manifest)),
+    })
+    .await
+    .unwrap();
+    let mut out = q
+        .sync_index(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Out::Need(need)) = out.message().await.unwrap().unwrap().response else {
+        panic!("the first answer must be Need");
+    };
+    for (sent, path) in need.paths.iter().enumerate() {
+        if send_only.is_some_and(|n| sent == n) {
+            // Hang up mid-sync, once the files sent so far are acknowledged.
+            let mut acks = Vec::new();
+            while acks.len() < sent {
+                if let Some(Out::Ack(a)) = out.message().await.unwrap().unwrap().response {
+                    acks.push(a);
+                }
+            }
+            drop(tx);
+            drop(out);
+            return (need.paths.clone(), None, acks);
+        }
+        let name = path.strip_prefix(&format!("{prefix}/")).unwrap();
+        let content = files.iter().find(|(p, _)| *p == name).unwrap().1;
+        tx.send(proto::SyncRequest {
+            request: Some(In::File(proto::FileContent {
+                path: path.clone(),
+                content: content.as_bytes().to_vec(),
+            })),
+        })
+        .await
+        .unwrap();
+    }
+    tx.send(proto::SyncRequest {
+        request: Some(In::Done(proto::Done {})),
+    })
+    .await
+    .unwrap();
+    let mut acks = Vec::new();
+    let mut result = None;
+    while let Some(m) = out.message().await.unwrap() {
+        match m.response.unwrap() {
+            Out::Ack(a) => acks.push(a),
+            Out::Progress(_) => {}
+            Out::Result(r) => result = Some(r),
+            Out::Need(_) => panic!("a second Need"),
+        }
+    }
+    (need.paths, result, acks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_index_sends_only_what_changed_and_a_hang_up_leaves_whole_files() {
+    let d = Daemon::start();
+    let mut q = QuarryClient::new(channel(&d.socket).await);
+    let prefix = "/client/proj";
+    let search = |q: &mut QuarryClient<Channel>, word: &str| {
+        let mut q = q.clone();
+        let word = word.to_owned();
+        async move {
+            q.search(proto::SearchRequest {
+                query: word,
+                collection: "synced".into(),
+                limit: 10,
+                filter: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .hits
+            .into_iter()
+            .map(|h| h.path)
+            .collect::<Vec<_>>()
+        }
+    };
+    let v1 = [
+        ("a.md", "# A\nthe aardvark\n"),
+        ("b.txt", "the badger\n"),
+        ("src/c.py", "def civet(): pass\n"),
+    ];
+    let (need, result, acks) = sync(&mut q, prefix, &v1, None).await;
+    assert_eq!(need.len(), 3);
+    let r = result.unwrap();
+    assert_eq!(
+        (r.needed, r.indexed, r.deleted, r.unchanged, r.failed),
+        (3, 3, 0, 0, 0)
+    );
+    assert!(
+        acks.iter().all(|a| a.indexed && a.error.is_empty()),
+        "{acks:?}"
+    );
+    // Nothing changed: nothing is asked for.
+    let (need, result, _) = sync(&mut q, prefix, &v1, None).await;
+    assert!(need.is_empty());
+    let r = result.unwrap();
+    assert_eq!((r.needed, r.unchanged), (0, 3));
+    // b changed, c gone: only b is sent, c is deleted.
+    let v2 = [("a.md", "# A\nthe aardvark\n"), ("b.txt", "the bonobo\n")];
+    let (need, result, _) = sync(&mut q, prefix, &v2, None).await;
+    assert_eq!(need, ["/client/proj/b.txt"]);
+    let r = result.unwrap();
+    assert_eq!((r.indexed, r.deleted, r.unchanged), (1, 1, 1));
+    assert_eq!(search(&mut q, "bonobo").await, ["/client/proj/b.txt"]);
+    assert!(search(&mut q, "badger").await.is_empty());
+    assert!(search(&mut q, "civet").await.is_empty());
+    // A client that hangs up after one of two files: the first is in, the second is
+    // still at its old content.
+    let v3 = [("a.md", "# A\nthe axolotl\n"), ("b.txt", "the buffalo\n")];
+    let (need, result, acks) = sync(&mut q, prefix, &v3, Some(1)).await;
+    assert_eq!(need.len(), 2);
+    assert!(result.is_none());
+    assert!(acks.len() == 1 && acks[0].indexed, "{acks:?}");
+    // Exactly one file moved to its new content; the other kept its old one whole.
+    let axolotl = search(&mut q, "axolotl").await;
+    let buffalo = search(&mut q, "buffalo").await;
+    assert_eq!(axolotl.len() + buffalo.len(), 1, "{axolotl:?} {buffalo:?}");
+    let old_a = search(&mut q, "aardvark").await;
+    let old_b = search(&mut q, "bonobo").await;
+    assert_eq!(old_a.len() + old_b.len(), 1, "{old_a:?} {old_b:?}");
+}

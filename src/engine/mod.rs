@@ -15,6 +15,7 @@ pub mod lazy;
 mod read;
 mod reconcile;
 mod search;
+mod sync;
 pub mod text;
 mod vectors;
 mod walk;
@@ -30,6 +31,7 @@ use serde::Serialize;
 pub use ingest::IngestResult;
 pub use reconcile::{FileChange, IngestDirResult, Scope};
 pub use search::{DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchRequest, SearchResult};
+pub use sync::{SyncPlan, sha256_hex};
 pub use walk::{IngestDirOptions, Skipped};
 
 use crate::store::{CollectionSpec, Condition, Filter, Store, StoreError};
@@ -46,6 +48,8 @@ pub(crate) mod field {
     pub const DOCUMENT_ID: &str = "documentId";
     pub const LANGUAGE: &str = "language";
     pub const CONTENT_HASH: &str = "contentHash";
+    /// Hex SHA-256 of the file's bytes (what `SyncIndex` manifests name, GRPC.md §2).
+    pub const SHA256: &str = "sha256";
     pub const CHUNK_INDEX: &str = "chunkIndex";
     pub const START_LINE: &str = "startLine";
     pub const END_LINE: &str = "endLine";

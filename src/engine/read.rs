@@ -10,6 +10,8 @@ use super::{Engine, EngineError};
 pub(crate) struct TextFile {
     pub(crate) text: String,
     pub(crate) hash: String,
+    /// Hex SHA-256 of the bytes.
+    pub(crate) sha256: String,
     pub(crate) bytes: u64,
     pub(crate) language: &'static str,
 }
@@ -69,6 +71,7 @@ impl Engine {
         })?;
         Ok(TextFile {
             hash: blake3::hash(bytes).to_hex()[..32].to_owned(),
+            sha256: super::sha256_hex(bytes),
             bytes: bytes.len() as u64,
             text,
             language,

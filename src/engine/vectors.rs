@@ -47,6 +47,7 @@ impl Engine {
                 payload.insert(field::DOCUMENT_ID.into(), json!(doc_id));
                 payload.insert(field::LANGUAGE.into(), json!(file.language));
                 payload.insert(field::CONTENT_HASH.into(), json!(hash));
+                payload.insert(field::SHA256.into(), json!(file.sha256));
                 payload.insert(field::CHUNK_INDEX.into(), json!(c.index));
                 payload.insert(field::START_LINE.into(), json!(c.start_line));
                 payload.insert(field::END_LINE.into(), json!(c.end_line));

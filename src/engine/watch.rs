@@ -305,7 +305,14 @@ impl Follower {
                     let (due, later): (Vec<_>, Vec<_>) =
                         settle.into_iter().partition(|(at, _)| *at <= now);
                     settle = later;
-                    let scopes: Vec<Scope> = due.into_iter().map(|(_, s)| s).collect();
+                    // A folder gone since (renamed or deleted) raised events of its
+                    // own, applied with their kinds: looking at it here would report
+                    // its files as plain deletions first.
+                    let scopes: Vec<Scope> = due
+                        .into_iter()
+                        .map(|(_, s)| s)
+                        .filter(|s| s.dir.is_dir())
+                        .collect();
                     if !scopes.is_empty() {
                         self.reconcile(dedupe(scopes), &HashMap::new());
                     }

@@ -374,11 +374,140 @@ impl Quarry for QuarryService {
 
     async fn sync_index(
         &self,
-        _req: Request<Streaming<proto::SyncRequest>>,
+        req: Request<Streaming<proto::SyncRequest>>,
     ) -> Result<Response<Self::SyncIndexStream>, Status> {
-        Err(Status::unimplemented(
-            "SyncIndex is not served yet by this version of Quarry",
-        ))
+        use proto::sync_request::Request as In;
+        use proto::sync_response::Response as Out;
+        let started = Instant::now();
+        let mut input = req.into_inner();
+        let Some(In::Manifest(manifest)) = input.message().await?.and_then(|m| m.request) else {
+            return Err(st(RpcError::invalid_params(
+                "manifest",
+                "the first message must be the manifest",
+            )));
+        };
+        let collection = collection(manifest.collection)
+            .unwrap_or_else(|| crate::engine::DEFAULT_COLLECTION.to_owned());
+        let entries: Vec<(String, String)> = manifest
+            .entries
+            .into_iter()
+            .map(|e| (e.path, e.sha256.to_ascii_lowercase()))
+            .collect();
+        let expected: std::collections::HashMap<String, String> = entries.iter().cloned().collect();
+        let (c, prefix) = (collection.clone(), PathBuf::from(manifest.prefix));
+        let plan = self
+            .run(None, move |e, _| e.sync_plan(&c, &prefix, &entries))
+            .await
+            .map_err(st)?;
+        let (tx, rx) = mpsc::channel::<Result<proto::SyncResponse, Status>>(64);
+        let send = |tx: &mpsc::Sender<_>, r: Out| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Ok(proto::SyncResponse { response: Some(r) }))
+                    .await
+                    .is_ok()
+            }
+        };
+        let mut needed: std::collections::HashSet<String> = plan.needed.iter().cloned().collect();
+        let total = needed.len() as f64;
+        send(
+            &tx,
+            Out::Need(proto::Need {
+                paths: plan.needed.clone(),
+            }),
+        )
+        .await;
+        let service = QuarryService {
+            engine: self.engine.clone(),
+            started: self.started,
+        };
+        tokio::spawn(async move {
+            let mut result = proto::SyncResult {
+                needed: plan.needed.len() as u64,
+                deleted: plan.deleted,
+                unchanged: plan.unchanged,
+                ..proto::SyncResult::default()
+            };
+            let mut done = 0u64;
+            loop {
+                // The client gone (or a broken stream) ends the sync: what was applied
+                // stays, each file whole at its old or its new content.
+                let Ok(Some(msg)) = input.message().await else {
+                    return;
+                };
+                match msg.request {
+                    Some(In::File(f)) => {
+                        let ack = if !needed.remove(&f.path) {
+                            Err(format!("{} was not asked for (or was sent twice)", f.path))
+                        } else if expected.get(&f.path).map(String::as_str)
+                            != Some(crate::engine::sha256_hex(&f.content).as_str())
+                        {
+                            Err(format!(
+                                "{}: the content does not match the manifest's sha256",
+                                f.path
+                            ))
+                        } else {
+                            service
+                                .index_one(
+                                    None,
+                                    proto::IndexFileRequest {
+                                        path: f.path.clone(),
+                                        collection: collection.clone(),
+                                        content: Some(f.content),
+                                        metadata: None,
+                                    },
+                                )
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.message)
+                        };
+                        match &ack {
+                            Ok(()) => result.indexed += 1,
+                            Err(_) => result.failed += 1,
+                        }
+                        done += 1;
+                        let ok = send(
+                            &tx,
+                            Out::Ack(proto::FileAck {
+                                path: f.path,
+                                indexed: ack.is_ok(),
+                                error: ack.err().unwrap_or_default(),
+                            }),
+                        )
+                        .await
+                            && send(
+                                &tx,
+                                Out::Progress(proto::Progress {
+                                    progress: done as f64,
+                                    total,
+                                    message: format!("{done}/{total} files"),
+                                }),
+                            )
+                            .await;
+                        if !ok {
+                            return;
+                        }
+                    }
+                    Some(In::Done(_)) => {
+                        // Paths asked for and never sent count as failed.
+                        result.failed += needed.len() as u64;
+                        result.elapsed_ms = started.elapsed().as_millis() as u64;
+                        send(&tx, Out::Result(result)).await;
+                        return;
+                    }
+                    Some(In::Manifest(_)) | None => {
+                        let _ = tx
+                            .send(Err(st(RpcError::invalid_params(
+                                "request",
+                                "after the manifest: files, then done",
+                            ))))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn delete_documents(
