@@ -11,8 +11,10 @@ use quarry::engine::{
     Engine, EngineConfig, EngineError, IngestDirOptions, SearchFilter, SearchRequest,
 };
 use quarry::grpc::endpoint::Endpoint;
+use quarry::grpc::service::QuarryService;
 use quarry::logging::{self, LogFormat};
 use quarry::registry;
+use quarry::rpc::slots::Slots;
 use quarry::rpc::{self, ServerConfig, transport};
 use quarry::store::edge::EdgeStore;
 use tokio_util::sync::CancellationToken;
@@ -217,11 +219,54 @@ struct ServeArgs {
     #[arg(long, env = "QUARRY_NO_GRPC")]
     no_grpc: bool,
     #[command(flatten)]
+    grpc: GrpcArgs,
+    #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct GrpcArgs {
+    /// A file holding the bearer token every `quarry.v1.Quarry` call must carry
+    /// (`authorization: Bearer <token>`; a trailing newline is not part of it).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The bearer token itself (prefer --token-file: the environment is visible to
+    /// other tools of this user).
+    #[arg(long = "token", env = "QUARRY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl GrpcArgs {
+    /// The token, if one is configured. Errors: an unreadable or empty token file.
+    fn token(&self) -> Result<Option<Arc<str>>, String> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            let token = text.strip_suffix('\n').unwrap_or(&text);
+            let token = token.strip_suffix('\r').unwrap_or(token);
+            if token.is_empty() {
+                return Err(format!("--token-file {} is empty", path.display()));
+            }
+            return Ok(Some(Arc::from(token)));
+        }
+        Ok(self
+            .token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from))
+    }
 }
 
 #[derive(Args, Debug)]
 struct DaemonArgs {
+    /// Requests that run at once; more wait in the priority queue.
+    #[arg(long, env = "QUARRY_MAX_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrency: u32,
+    /// Requests that may wait for a slot; more are refused `RESOURCE_EXHAUSTED`.
+    #[arg(long, env = "QUARRY_MAX_QUEUE", default_value_t = 1024)]
+    max_queue: u32,
+    #[command(flatten)]
+    grpc: GrpcArgs,
     /// How long calls in flight may finish after SIGTERM/SIGINT.
     #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     shutdown_grace_ms: u64,
@@ -289,12 +334,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     let router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
     let grpc = !args.no_grpc;
     let data_dir = args.store.data_dir();
+    let token = match args.grpc.token() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One scheduler for both transports: stdio and gRPC share the slots and the queue.
+    let slots = Slots::new(config.max_concurrency, config.max_queue);
+    let mut config = config;
+    config.slots = Some(slots.clone());
     run_stdio(input, output, guard, "server", move |i, o| async move {
         let mut config = config;
         // The local gRPC endpoint serves the same engine; a failure to bind it is
         // logged, never fatal for the stdio host.
         let endpoint = if grpc {
-            match start_endpoint(engine, &data_dir).await {
+            match start_endpoint(QuarryService::new(engine, slots), token, &data_dir).await {
                 Ok(e) => Some(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "no gRPC endpoint");
@@ -318,11 +374,19 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 /// Serves the local endpoint and announces it in the registry.
 async fn start_endpoint(
-    engine: Arc<LazyEngine>,
+    service: QuarryService,
+    token: Option<Arc<str>>,
     data_dir: &std::path::Path,
 ) -> std::io::Result<Endpoint> {
-    let endpoint = Endpoint::start(engine, quarry::grpc::endpoint::socket_path()?).await?;
-    if let Err(e) = registry::publish(&registry::Entry::this_process(data_dir, &endpoint.path)) {
+    let endpoint = Endpoint::start(
+        service,
+        token.clone(),
+        quarry::grpc::endpoint::socket_path()?,
+    )
+    .await?;
+    let mut entry = registry::Entry::this_process(data_dir, &endpoint.path);
+    entry.token = token.map(|t| t.to_string());
+    if let Err(e) = registry::publish(&entry) {
         tracing::warn!(error = %e, "cannot write the registry entry");
     }
     Ok(endpoint)
@@ -385,6 +449,14 @@ fn daemon(args: DaemonArgs) -> ExitCode {
         args.max_watches,
     ));
     let data_dir = args.store.data_dir();
+    let token = match args.grpc.token() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let slots = Slots::new(args.max_concurrency as usize, args.max_queue as usize);
     let code = runtime.block_on(async move {
         // A daemon owns its data folder: open it now, and refuse to start without it.
         let e = engine.clone();
@@ -409,13 +481,14 @@ fn daemon(args: DaemonArgs) -> ExitCode {
                 return 2;
             }
         };
-        let endpoint = match start_endpoint(engine, &data_dir).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serve the gRPC endpoint");
-                return 2;
-            }
-        };
+        let endpoint =
+            match start_endpoint(QuarryService::new(engine, slots), token, &data_dir).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve the gRPC endpoint");
+                    return 2;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: draining"),
             _ = int.recv() => tracing::info!("SIGINT: draining"),

@@ -28,12 +28,19 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with(&[], &[])
+    }
+
+    /// `quarry daemon ARGS` with `envs`.
+    fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let data = tempfile::tempdir().unwrap();
         let run = tempfile::tempdir().unwrap();
         let child = Command::new(bin())
             .arg("daemon")
+            .args(args)
             .arg("--data-dir")
             .arg(data.path())
+            .envs(envs.iter().copied())
             .env("XDG_RUNTIME_DIR", run.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -637,4 +644,110 @@ async fn sync_index_sends_only_what_changed_and_a_hang_up_leaves_whole_files() {
     let old_a = search(&mut q, "aardvark").await;
     let old_b = search(&mut q, "bonobo").await;
     assert_eq!(old_a.len() + old_b.len(), 1, "{old_a:?} {old_b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_request_ids_priorities_and_overload() {
+    let d = Daemon::start_with(
+        &["--max-concurrency", "1", "--max-queue", "0"],
+        &[("QUARRY_TOKEN", "s3cret")],
+    );
+    let ch = channel(&d.socket).await;
+    // Health and reflection stay open; the engine service wants the token.
+    let mut health = HealthClient::new(ch.clone());
+    assert!(
+        health
+            .check(HealthCheckRequest {
+                service: "quarry.v1.Quarry".into(),
+            })
+            .await
+            .is_ok()
+    );
+    let mut q = QuarryClient::new(ch);
+    let call = |token: Option<&str>, id: Option<&str>, priority: Option<&str>| {
+        let mut r = Request::new(proto::ListCollectionsRequest {});
+        if let Some(t) = token {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        if let Some(id) = id {
+            r.metadata_mut().insert("x-request-id", id.parse().unwrap());
+        }
+        if let Some(p) = priority {
+            r.metadata_mut()
+                .insert("quarry-priority", p.parse().unwrap());
+        }
+        r
+    };
+    for token in [None, Some("wrong"), Some("s3cret ")] {
+        let e = q
+            .list_collections(call(token, None, None))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{token:?}");
+    }
+    // The request id is echoed, or generated when absent.
+    let r = q
+        .list_collections(call(Some("s3cret"), Some("req-42"), None))
+        .await
+        .unwrap();
+    assert_eq!(r.metadata().get("x-request-id").unwrap(), "req-42");
+    let r = q
+        .list_collections(call(Some("s3cret"), None, Some("high")))
+        .await
+        .unwrap();
+    let generated = r.metadata().get("x-request-id").unwrap().to_str().unwrap();
+    assert_eq!(generated.len(), 36, "{generated}");
+    let e = q
+        .list_collections(call(Some("s3cret"), None, Some("urgent")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::InvalidArgument, "invalid_params")
+    );
+    // The registry entry carries the token for local clients (0600).
+    let entry = d
+        .run
+        .path()
+        .join("quarry/instances")
+        .join(format!("{}.json", d.child.id()));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
+    assert_eq!(v["token"], "s3cret");
+
+    // One slot, no queue: while an ingest holds the slot, another call is refused.
+    let tree = tempfile::tempdir().unwrap();
+    for i in 0..3000 {
+        std::fs::write(tree.path().join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let mut ingest = Request::new(proto::IngestDirRequest {
+        root: tree.path().display().to_string(),
+        ..Default::default()
+    });
+    ingest
+        .metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    let mut updates = q.ingest_dir(ingest).await.unwrap().into_inner();
+    let first = updates.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.update,
+        Some(ingest_dir_update::Update::Progress(_))
+    ));
+    let e = q
+        .list_collections(call(Some("s3cret"), None, None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::ResourceExhausted, "overloaded")
+    );
+    assert_eq!(
+        e.get_details_error_info()
+            .unwrap()
+            .metadata
+            .get("queueLimit")
+            .map(String::as_str),
+        Some("0")
+    );
+    drop(updates);
 }

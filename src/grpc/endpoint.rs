@@ -15,7 +15,7 @@ use tonic_health::ServingStatus;
 
 use super::proto::{self, quarry_server::QuarryServer};
 use super::service::QuarryService;
-use crate::engine::lazy::LazyEngine;
+use tonic::service::interceptor::InterceptedService;
 
 /// The per-user runtime folder: `$XDG_RUNTIME_DIR/quarry`, else `$TMPDIR/quarry-$UID`
 /// (`TMPDIR` defaulting to `/tmp`). Created 0700 if missing.
@@ -73,7 +73,11 @@ impl Endpoint {
     /// serves until [`Endpoint::stop`].
     ///
     /// Errors: the socket cannot be bound.
-    pub async fn start(engine: Arc<LazyEngine>, path: PathBuf) -> std::io::Result<Endpoint> {
+    pub async fn start(
+        service: QuarryService,
+        token: Option<Arc<str>>,
+        path: PathBuf,
+    ) -> std::io::Result<Endpoint> {
         if path.exists() {
             std::fs::remove_file(&path)?;
         }
@@ -92,12 +96,20 @@ impl Endpoint {
             .map_err(std::io::Error::other)?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
+        let (request_id, trace, echo_id, panics) = super::middleware::layers();
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(request_id)
+            .layer(trace)
+            .layer(echo_id)
+            .layer(panics)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(QuarryServer::new(QuarryService::new(engine)));
+            .add_service(InterceptedService::new(
+                QuarryServer::new(service),
+                super::middleware::auth(token),
+            ));
         let shown = path.clone();
         let task = tokio::spawn(async move {
             let drained = async move {

@@ -7,6 +7,7 @@
 //! - [`endpoint`]: the runtime folder, the socket, serving and the drain.
 
 pub mod endpoint;
+pub mod middleware;
 pub mod service;
 pub mod status;
 

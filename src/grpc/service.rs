@@ -26,6 +26,8 @@ use crate::engine::lazy::LazyEngine;
 use crate::engine::watch::{ChangeKind, WatchEvent, WatchSpec};
 use crate::engine::{Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchRequest};
 use crate::methods::rpc_error;
+use crate::rpc::slots::{Admission, Permit, Slots};
+use quarry_protocol::Priority;
 
 /// A server stream of `T`.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -33,17 +35,53 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 /// The `quarry.v1.Quarry` service over one engine.
 pub struct QuarryService {
     engine: Arc<LazyEngine>,
+    slots: Arc<Slots>,
     started: Instant,
 }
 
 impl QuarryService {
-    /// The service over `engine` (opened by the first call that needs it).
-    pub fn new(engine: Arc<LazyEngine>) -> Self {
+    /// The service over `engine` (opened by the first call that needs it), its engine
+    /// work scheduled by `slots` (the stdio server's, when both serve one engine).
+    pub fn new(engine: Arc<LazyEngine>, slots: Arc<Slots>) -> Self {
         QuarryService {
             engine,
+            slots,
             started: Instant::now(),
         }
     }
+}
+
+/// What a call's metadata asks of the scheduler (GRPC.md §3).
+#[derive(Debug, Clone, Copy, Default)]
+struct CallMeta {
+    /// From `grpc-timeout`.
+    deadline: Option<Duration>,
+    /// From `quarry-priority: high | normal | low`.
+    priority: Priority,
+}
+
+/// The call's deadline and priority. Errors: a `quarry-priority` that is not one of
+/// `high`, `normal`, `low` (`INVALID_ARGUMENT`).
+fn call_meta<T>(req: &Request<T>) -> Result<CallMeta, Status> {
+    let priority = match req
+        .metadata()
+        .get("quarry-priority")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None | Some("normal") => Priority::Normal,
+        Some("high") => Priority::High,
+        Some("low") => Priority::Low,
+        Some(other) => {
+            return Err(st(RpcError::invalid_params(
+                "quarry-priority",
+                format!("{other:?} is not high, normal or low"),
+            )));
+        }
+    };
+    Ok(CallMeta {
+        deadline: deadline(req),
+        priority,
+    })
 }
 
 /// An empty `collection` means the default one (GRPC.md §1).
@@ -101,19 +139,43 @@ fn arm_deadline(d: Option<Duration>, cancel: &CancellationToken, timed_out: &Arc
 }
 
 impl QuarryService {
-    /// Runs `f` on the engine on the blocking pool; the work is cancelled when this
-    /// future is dropped or `deadline` passes.
+    /// A worker slot for a call of `priority`, waiting in the shared queue (bounded by
+    /// `deadline`). Errors: the queue is full (`overloaded`), the deadline passed.
+    async fn admit(&self, meta: CallMeta) -> Result<Permit, RpcError> {
+        match self.slots.admit(meta.priority) {
+            Admission::Run(p) => Ok(p),
+            Admission::Queued(mut ticket) => match meta.deadline {
+                None => Ok(ticket.wait().await),
+                Some(d) => tokio::time::timeout(answer_by(d), ticket.wait())
+                    .await
+                    .map_err(|_| timeout(d).with("stage", "queued")),
+            },
+            Admission::Full => {
+                let (_, limit) = self.slots.limits();
+                Err(RpcError::new(
+                    ErrorKind::Overloaded,
+                    format!("the queue is full ({limit} requests waiting)"),
+                )
+                .with("queueLimit", limit))
+            }
+        }
+    }
+
+    /// Runs `f` on the engine on the blocking pool, in a worker slot of the shared
+    /// scheduler; the work is cancelled when this future is dropped or the deadline
+    /// passes.
     async fn run<T: Send + 'static>(
         &self,
-        deadline: Option<Duration>,
+        meta: CallMeta,
         f: impl FnOnce(&Engine, &CancellationToken) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, RpcError> {
+        let permit = self.admit(meta).await?;
         let lazy = self.engine.clone();
         let cancel = CancellationToken::new();
         let _guard = cancel.clone().drop_guard();
         let c = cancel.clone();
         let work = tokio::task::spawn_blocking(move || f(&lazy.get()?.engine, &c));
-        let joined = match deadline {
+        let joined = match meta.deadline {
             None => work.await,
             Some(d) => match tokio::time::timeout(answer_by(d), work).await {
                 Ok(r) => r,
@@ -123,6 +185,7 @@ impl QuarryService {
                 }
             },
         };
+        drop(permit);
         joined
             .map_err(|e| RpcError::internal(format!("engine task failed: {e}")))?
             .map_err(rpc_error)
@@ -210,7 +273,7 @@ impl Quarry for QuarryService {
         req: Request<proto::ListCollectionsRequest>,
     ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
         let cs = self
-            .run(deadline(&req), |e, _| e.collections())
+            .run(call_meta(&req)?, |e, _| e.collections())
             .await
             .map_err(st)?;
         Ok(Response::new(proto::ListCollectionsResponse {
@@ -229,7 +292,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::CreateCollectionRequest>,
     ) -> Result<Response<proto::CreateCollectionResponse>, Status> {
-        let d = deadline(&req);
+        let d = call_meta(&req)?;
         let name = req.into_inner().name;
         let n = name.clone();
         let created = self
@@ -246,7 +309,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::DeleteCollectionRequest>,
     ) -> Result<Response<proto::DeleteCollectionResponse>, Status> {
-        let d = deadline(&req);
+        let d = call_meta(&req)?;
         let name = req.into_inner().name;
         let n = name.clone();
         let deleted = self
@@ -263,7 +326,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::IndexFileRequest>,
     ) -> Result<Response<proto::IndexFileResponse>, Status> {
-        let d = deadline(&req);
+        let d = call_meta(&req)?;
         let r = self.index_one(d, req.into_inner()).await.map_err(st)?;
         Ok(Response::new(r))
     }
@@ -274,14 +337,16 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::IngestDirRequest>,
     ) -> Result<Response<Self::IngestDirStream>, Status> {
-        let d = deadline(&req);
+        let d = call_meta(&req)?;
         let r = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<proto::IngestDirUpdate, Status>>(64);
         let cancel = CancellationToken::new();
         let timed_out = Arc::new(Mutex::new(false));
-        arm_deadline(d, &cancel, &timed_out);
+        arm_deadline(d.deadline, &cancel, &timed_out);
+        let permit = self.admit(d).await.map_err(st)?;
         let (lazy, c) = (self.engine.clone(), cancel.clone());
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let progress_tx = tx.clone();
             let progress = throttled(move |p| {
                 let _ = progress_tx.try_send(Ok(proto::IngestDirUpdate {
@@ -325,7 +390,7 @@ impl Quarry for QuarryService {
                 Err(EngineError::Cancelled)
                     if *timed_out.lock().unwrap_or_else(|e| e.into_inner()) =>
                 {
-                    Err(st(timeout(d.unwrap_or_default())))
+                    Err(st(timeout(d.deadline.unwrap_or_default())))
                 }
                 Err(e) => Err(st(rpc_error(e))),
             };
@@ -352,7 +417,7 @@ impl Quarry for QuarryService {
                     "BulkIndex needs each file's content",
                 ))
             } else {
-                self.index_one(None, file).await
+                self.index_one(CallMeta::default(), file).await
             };
             match outcome {
                 Ok(r) if r.unchanged => out.unchanged += 1,
@@ -396,7 +461,9 @@ impl Quarry for QuarryService {
         let expected: std::collections::HashMap<String, String> = entries.iter().cloned().collect();
         let (c, prefix) = (collection.clone(), PathBuf::from(manifest.prefix));
         let plan = self
-            .run(None, move |e, _| e.sync_plan(&c, &prefix, &entries))
+            .run(CallMeta::default(), move |e, _| {
+                e.sync_plan(&c, &prefix, &entries)
+            })
             .await
             .map_err(st)?;
         let (tx, rx) = mpsc::channel::<Result<proto::SyncResponse, Status>>(64);
@@ -419,6 +486,7 @@ impl Quarry for QuarryService {
         .await;
         let service = QuarryService {
             engine: self.engine.clone(),
+            slots: self.slots.clone(),
             started: self.started,
         };
         tokio::spawn(async move {
@@ -449,7 +517,7 @@ impl Quarry for QuarryService {
                         } else {
                             service
                                 .index_one(
-                                    None,
+                                    CallMeta::default(),
                                     proto::IndexFileRequest {
                                         path: f.path.clone(),
                                         collection: collection.clone(),
@@ -514,7 +582,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::DeleteDocumentsRequest>,
     ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
-        let d = deadline(&req);
+        let d = call_meta(&req)?;
         let r = req.into_inner();
         let deleted = self
             .run(d, move |e, _| {
@@ -535,7 +603,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
-        let d = deadline(&req);
+        let d = call_meta(&req)?;
         let r = req.into_inner();
         let filter = r.filter.unwrap_or_default();
         let request = SearchRequest {
@@ -667,7 +735,7 @@ impl QuarryService {
     /// `IndexFile` and each file of `BulkIndex`.
     async fn index_one(
         &self,
-        d: Option<Duration>,
+        d: CallMeta,
         r: proto::IndexFileRequest,
     ) -> Result<proto::IndexFileResponse, RpcError> {
         let metadata = r.metadata.map(|m| Value::Object(json_of_struct(m)));

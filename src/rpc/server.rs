@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub version: String,
     /// The local gRPC endpoint announced in `sidecar/ready` (`unix:/path`), if any.
     pub endpoint: Option<String>,
+    /// Worker slots and queue shared with another transport (gRPC), so that both obey
+    /// one bound; `None`: the server makes its own from the limits above.
+    pub slots: Option<Arc<Slots>>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_millis(5000),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             endpoint: None,
+            slots: None,
         }
     }
 }
@@ -467,7 +471,10 @@ where
         endpoint: config.endpoint.clone(),
     };
     let server = Arc::new(Server {
-        slots: Slots::new(config.max_concurrency, config.max_queue),
+        slots: config
+            .slots
+            .clone()
+            .unwrap_or_else(|| Slots::new(config.max_concurrency, config.max_queue)),
         router,
         outbox: outbox.clone(),
         stats: Arc::new(Stats::default()),
