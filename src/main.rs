@@ -234,6 +234,21 @@ struct GrpcArgs {
     /// other tools of this user).
     #[arg(long = "token", env = "QUARRY_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Also serve gRPC over TCP on HOST:PORT (port 0 picks one; the address is in the
+    /// registry entry and the log). Always with a token (generated when none is given,
+    /// then written only into the 0600 registry entry); anything but loopback needs TLS.
+    #[arg(long, env = "QUARRY_GRPC_LISTEN")]
+    grpc_listen: Option<std::net::SocketAddr>,
+    /// Over TCP, the folders that `IndexFile` (without content), `IngestDir` and `Watch`
+    /// may read (repeatable); without one, no path is readable over TCP.
+    #[arg(long = "allow-root")]
+    allow_roots: Vec<PathBuf>,
+    /// TLS certificate (PEM) for a non-loopback --grpc-listen.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for a non-loopback --grpc-listen.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl GrpcArgs {
@@ -249,12 +264,45 @@ impl GrpcArgs {
             }
             return Ok(Some(Arc::from(token)));
         }
-        Ok(self
+        let given: Option<Arc<str>> = self
             .token
             .as_deref()
             .filter(|t| !t.is_empty())
-            .map(Arc::from))
+            .map(Arc::from);
+        if given.is_none() && self.grpc_listen.is_some() {
+            // TCP always wants a token: a fresh random one (two UUID v4s, 244 bits).
+            let fresh = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            return Ok(Some(Arc::from(fresh)));
+        }
+        Ok(given)
     }
+
+    /// Checks the TCP settings (GRPC.md §4). Errors: a non-loopback address without TLS,
+    /// or TLS asked for (not built in yet).
+    fn check(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() {
+            return Err(
+                "TLS (--tls-cert/--tls-key) is not supported by this build yet; listen on a loopback address"
+                    .into(),
+            );
+        }
+        match self.grpc_listen {
+            Some(addr) if !addr.ip().is_loopback() => Err(format!(
+                "--grpc-listen {addr} is not a loopback address: that needs TLS (--tls-cert/--tls-key), which this build does not support yet"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The endpoints of one process: the local socket, and TCP when asked.
+struct Endpoints {
+    unix: Endpoint,
+    tcp: Option<Endpoint>,
 }
 
 #[derive(Args, Debug)]
@@ -334,13 +382,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     let router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
     let grpc = !args.no_grpc;
     let data_dir = args.store.data_dir();
-    let token = match args.grpc.token() {
+    let token = match args.grpc.check().and_then(|()| args.grpc.token()) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("{e}");
+            eprintln!("quarry: {e}");
             return ExitCode::from(2);
         }
     };
+    let grpc_args = args.grpc.clone();
     // One scheduler for both transports: stdio and gRPC share the slots and the queue.
     let slots = Slots::new(config.max_concurrency, config.max_queue);
     let mut config = config;
@@ -350,7 +400,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         // The local gRPC endpoint serves the same engine; a failure to bind it is
         // logged, never fatal for the stdio host.
         let endpoint = if grpc {
-            match start_endpoint(QuarryService::new(engine, slots), token, &data_dir).await {
+            match start_endpoints(
+                QuarryService::new(engine, slots),
+                &grpc_args,
+                token,
+                &data_dir,
+            )
+            .await
+            {
                 Ok(e) => Some(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "no gRPC endpoint");
@@ -362,40 +419,49 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         config.endpoint = endpoint
             .as_ref()
-            .map(|e| format!("unix:{}", e.path.display()));
+            .and_then(|e| e.unix.path.as_ref())
+            .map(|p| format!("unix:{}", p.display()));
         let grace = config.shutdown_grace;
         let result = rpc::serve(config, router, i, o).await;
         if let Some(e) = endpoint {
-            stop_endpoint(e, grace).await;
+            stop_endpoints(e, grace).await;
         }
         result
     })
 }
 
-/// Serves the local endpoint and announces it in the registry.
-async fn start_endpoint(
+/// Serves the local endpoint (and TCP when asked, confined to the allowed roots) and
+/// announces them in the registry.
+async fn start_endpoints(
     service: QuarryService,
+    grpc: &GrpcArgs,
     token: Option<Arc<str>>,
     data_dir: &std::path::Path,
-) -> std::io::Result<Endpoint> {
-    let endpoint = Endpoint::start(
-        service,
-        token.clone(),
-        quarry::grpc::endpoint::socket_path()?,
-    )
-    .await?;
-    let mut entry = registry::Entry::this_process(data_dir, &endpoint.path);
+) -> std::io::Result<Endpoints> {
+    let tcp = match (grpc.grpc_listen, &token) {
+        (Some(addr), Some(t)) => {
+            Some(Endpoint::start_tcp(service.confined(&grpc.allow_roots), t.clone(), addr).await?)
+        }
+        _ => None,
+    };
+    let socket = quarry::grpc::endpoint::socket_path()?;
+    let unix = Endpoint::start(service, token.clone(), socket.clone()).await?;
+    let mut entry = registry::Entry::this_process(data_dir, &socket);
     entry.token = token.map(|t| t.to_string());
+    entry.tcp = tcp.as_ref().and_then(|e| e.tcp).map(|a| a.to_string());
     if let Err(e) = registry::publish(&entry) {
         tracing::warn!(error = %e, "cannot write the registry entry");
     }
-    Ok(endpoint)
+    Ok(Endpoints { unix, tcp })
 }
 
-/// Withdraws the registry entry, then drains and closes the endpoint.
-async fn stop_endpoint(endpoint: Endpoint, grace: Duration) {
+/// Withdraws the registry entry, then drains and closes the endpoints.
+async fn stop_endpoints(endpoints: Endpoints, grace: Duration) {
     registry::withdraw(std::process::id());
-    endpoint.stop(grace).await;
+    if let Some(tcp) = endpoints.tcp {
+        tcp.stop(grace).await;
+    }
+    endpoints.unix.stop(grace).await;
 }
 
 fn discover(args: DiscoverArgs) -> ExitCode {
@@ -449,13 +515,15 @@ fn daemon(args: DaemonArgs) -> ExitCode {
         args.max_watches,
     ));
     let data_dir = args.store.data_dir();
-    let token = match args.grpc.token() {
+    let token = match args.grpc.check().and_then(|()| args.grpc.token()) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("{e}");
+            eprintln!("quarry: {e}");
             return ExitCode::from(2);
         }
     };
+    let grpc_args = args.grpc.clone();
     let slots = Slots::new(args.max_concurrency as usize, args.max_queue as usize);
     let code = runtime.block_on(async move {
         // A daemon owns its data folder: open it now, and refuse to start without it.
@@ -481,19 +549,25 @@ fn daemon(args: DaemonArgs) -> ExitCode {
                 return 2;
             }
         };
-        let endpoint =
-            match start_endpoint(QuarryService::new(engine, slots), token, &data_dir).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot serve the gRPC endpoint");
-                    return 2;
-                }
-            };
+        let endpoint = match start_endpoints(
+            QuarryService::new(engine, slots),
+            &grpc_args,
+            token,
+            &data_dir,
+        )
+        .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve the gRPC endpoint");
+                return 2;
+            }
+        };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: draining"),
             _ = int.recv() => tracing::info!("SIGINT: draining"),
         }
-        stop_endpoint(endpoint, Duration::from_millis(args.shutdown_grace_ms)).await;
+        stop_endpoints(endpoint, Duration::from_millis(args.shutdown_grace_ms)).await;
         0
     });
     drop(guard);

@@ -751,3 +751,98 @@ async fn bearer_tokens_request_ids_priorities_and_overload() {
     );
     drop(updates);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_needs_a_token_and_confines_paths_to_the_allowed_roots() {
+    // Anything but loopback without TLS is refused at start.
+    let out = Command::new(bin())
+        .args(["daemon", "--grpc-listen", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("XDG_RUNTIME_DIR", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+
+    let allowed = tempfile::tempdir().unwrap();
+    let root = allowed.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::write(root.join("docs/in.txt"), "the ibex climbs\n").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "the secret\n").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("escape")).unwrap();
+    let root_arg = root.display().to_string();
+    let d = Daemon::start_with(
+        &["--grpc-listen", "127.0.0.1:0", "--allow-root", &root_arg],
+        &[],
+    );
+    let entry = d
+        .run
+        .path()
+        .join("quarry/instances")
+        .join(format!("{}.json", d.child.id()));
+    let deadline = Instant::now() + WAIT;
+    while !entry.exists() {
+        assert!(Instant::now() < deadline, "no registry entry");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    let tcp = v["tcp"].as_str().unwrap().to_owned();
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert!(tcp.starts_with("127.0.0.1:") && token.len() >= 32, "{v}");
+    let ch = Endpoint::from_shared(format!("http://{tcp}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut q = QuarryClient::new(ch);
+    let e = q
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let authed = |root: String| {
+        let mut r = Request::new(proto::IngestDirRequest {
+            root,
+            ..Default::default()
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    };
+    // Inside the root: served.
+    let mut updates = q
+        .ingest_dir(authed(root.join("docs").display().to_string()))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(u) = updates.message().await.unwrap() {
+        if let Some(ingest_dir_update::Update::Result(r)) = u.update {
+            assert_eq!(r.files, 1);
+        }
+    }
+    // Outside, through `..`, through a symlink: refused before anything is read.
+    for escape in [
+        outside.path().display().to_string(),
+        format!(
+            "{}/docs/../../{}",
+            root.display(),
+            outside.path().file_name().unwrap().to_string_lossy()
+        ),
+        root.join("escape").display().to_string(),
+    ] {
+        let e = q.ingest_dir(authed(escape.clone())).await.unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::InvalidArgument, "invalid_path"),
+            "{escape}"
+        );
+    }
+    // The local socket is not confined, but it wants the same token.
+    let mut local = QuarryClient::new(channel(&d.socket).await);
+    let e = local
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+}

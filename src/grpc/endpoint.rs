@@ -60,12 +60,70 @@ pub fn socket_path() -> std::io::Result<PathBuf> {
     Ok(runtime_dir()?.join(format!("{}.sock", std::process::id())))
 }
 
-/// A running local endpoint.
+/// A running endpoint: the local Unix socket, or a TCP address.
 pub struct Endpoint {
-    /// The socket.
-    pub path: PathBuf,
+    /// The socket (`None` for TCP).
+    pub path: Option<PathBuf>,
+    /// The bound TCP address (`None` for the socket).
+    pub tcp: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Serves `$service` behind the middleware, with health and reflection, on the
+/// listener stream `$incoming` until `$shutdown` fires (health turns `NOT_SERVING`
+/// first); then runs `$cleanup`.
+macro_rules! serve_on {
+    ($service:expr, $token:expr, $incoming:expr, $shutdown:expr, $cleanup:expr) => {{
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<QuarryServer<QuarryService>>().await;
+        health.set_service_status("", ServingStatus::Serving).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(std::io::Error::other)?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(std::io::Error::other)?;
+        let (request_id, trace, echo_id, panics) = super::middleware::layers();
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(256))
+            .layer(request_id)
+            .layer(trace)
+            .layer(echo_id)
+            .layer(panics)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(
+                QuarryServer::new($service),
+                super::middleware::auth($token),
+            ));
+        let stop: CancellationToken = $shutdown;
+        let incoming = $incoming;
+        let cleanup = $cleanup;
+        tokio::spawn(async move {
+            let drained = async move {
+                stop.cancelled().await;
+                health
+                    .set_not_serving::<QuarryServer<QuarryService>>()
+                    .await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+            };
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, drained)
+                .await
+            {
+                tracing::warn!(error = %e, "gRPC endpoint failed");
+            }
+            cleanup();
+        })
+    }};
 }
 
 impl Endpoint {
@@ -83,55 +141,49 @@ impl Endpoint {
         }
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<QuarryServer<QuarryService>>().await;
-        health.set_service_status("", ServingStatus::Serving).await;
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(std::io::Error::other)?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(std::io::Error::other)?;
         let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let (request_id, trace, echo_id, panics) = super::middleware::layers();
-        let router = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(request_id)
-            .layer(trace)
-            .layer(echo_id)
-            .layer(panics)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(
-                QuarryServer::new(service),
-                super::middleware::auth(token),
-            ));
         let shown = path.clone();
-        let task = tokio::spawn(async move {
-            let drained = async move {
-                stop.cancelled().await;
-                health
-                    .set_not_serving::<QuarryServer<QuarryService>>()
-                    .await;
-                health
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
-            };
-            if let Err(e) = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), drained)
-                .await
-            {
-                tracing::warn!(error = %e, "gRPC endpoint failed");
+        let task = serve_on!(
+            service,
+            token,
+            UnixListenerStream::new(listener),
+            shutdown.clone(),
+            move || {
+                let _ = std::fs::remove_file(&shown);
             }
-            let _ = std::fs::remove_file(&shown);
-        });
+        );
         tracing::info!(socket = %path.display(), "gRPC endpoint listening");
         Ok(Endpoint {
-            path,
+            path: Some(path),
+            tcp: None,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Listens on `addr` over TCP (port 0 picks one; see [`Endpoint::tcp`]). The caller
+    /// has checked the address and the token (GRPC.md §4).
+    ///
+    /// Errors: the address cannot be bound.
+    pub async fn start_tcp(
+        service: QuarryService,
+        token: Arc<str>,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<Endpoint> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = serve_on!(
+            service,
+            Some(token),
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.clone(),
+            || {}
+        );
+        tracing::info!(tcp = %bound, "gRPC endpoint listening");
+        Ok(Endpoint {
+            path: None,
+            tcp: Some(bound),
             shutdown,
             task,
         })
@@ -145,7 +197,9 @@ impl Endpoint {
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             task.abort();
         }
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -37,6 +37,9 @@ pub struct QuarryService {
     engine: Arc<LazyEngine>,
     slots: Arc<Slots>,
     started: Instant,
+    /// Over TCP: the folders path-based calls may read (canonical); `None` on the
+    /// local socket (GRPC.md §4).
+    allow_roots: Option<Arc<Vec<PathBuf>>>,
 }
 
 impl QuarryService {
@@ -47,6 +50,41 @@ impl QuarryService {
             engine,
             slots,
             started: Instant::now(),
+            allow_roots: None,
+        }
+    }
+
+    /// The same service confined to `roots` (the TCP endpoint's): `IndexFile` without
+    /// content, `IngestDir` and `Watch` read only under them. An empty list allows no
+    /// path at all.
+    pub fn confined(&self, roots: &[PathBuf]) -> Self {
+        let roots = roots
+            .iter()
+            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| crate::engine::absolute(r)))
+            .collect();
+        QuarryService {
+            engine: self.engine.clone(),
+            slots: self.slots.clone(),
+            started: self.started,
+            allow_roots: Some(Arc::new(roots)),
+        }
+    }
+
+    /// `INVALID_ARGUMENT` `invalid_path` unless `path` is under an allowed root, `..`
+    /// and symlinks resolved (always allowed on the local socket).
+    fn confine(&self, path: &str) -> Result<(), Status> {
+        let Some(roots) = &self.allow_roots else {
+            return Ok(());
+        };
+        let abs = crate::engine::absolute(std::path::Path::new(path));
+        let real = std::fs::canonicalize(&abs).unwrap_or(abs);
+        if roots.iter().any(|r| real.starts_with(r)) {
+            Ok(())
+        } else {
+            Err(st(RpcError::new(
+                ErrorKind::InvalidPath,
+                format!("{path} is outside the folders this endpoint may read (--allow-root)"),
+            )))
         }
     }
 }
@@ -327,7 +365,11 @@ impl Quarry for QuarryService {
         req: Request<proto::IndexFileRequest>,
     ) -> Result<Response<proto::IndexFileResponse>, Status> {
         let d = call_meta(&req)?;
-        let r = self.index_one(d, req.into_inner()).await.map_err(st)?;
+        let r = req.into_inner();
+        if r.content.is_none() {
+            self.confine(&r.path)?;
+        }
+        let r = self.index_one(d, r).await.map_err(st)?;
         Ok(Response::new(r))
     }
 
@@ -339,6 +381,7 @@ impl Quarry for QuarryService {
     ) -> Result<Response<Self::IngestDirStream>, Status> {
         let d = call_meta(&req)?;
         let r = req.into_inner();
+        self.confine(&r.root)?;
         let (tx, rx) = mpsc::channel::<Result<proto::IngestDirUpdate, Status>>(64);
         let cancel = CancellationToken::new();
         let timed_out = Arc::new(Mutex::new(false));
@@ -488,6 +531,7 @@ impl Quarry for QuarryService {
             engine: self.engine.clone(),
             slots: self.slots.clone(),
             started: self.started,
+            allow_roots: self.allow_roots.clone(),
         };
         tokio::spawn(async move {
             let mut result = proto::SyncResult {
@@ -647,6 +691,7 @@ impl Quarry for QuarryService {
         req: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = req.into_inner();
+        self.confine(&r.root)?;
         let (tx, rx) = mpsc::unbounded_channel::<Result<proto::WatchUpdate, Status>>();
         let cancel = CancellationToken::new();
         let id: Arc<Mutex<Option<String>>> = Arc::default();
