@@ -303,6 +303,8 @@ impl GrpcArgs {
 struct Endpoints {
     unix: Endpoint,
     tcp: Option<Endpoint>,
+    /// Starts the service's drain (open streams end `UNAVAILABLE`).
+    drain: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Args, Debug)]
@@ -445,6 +447,7 @@ async fn start_endpoints(
         _ => None,
     };
     let socket = quarry::grpc::endpoint::socket_path()?;
+    let drain = service.drain_token();
     let unix = Endpoint::start(service, token.clone(), socket.clone()).await?;
     let mut entry = registry::Entry::this_process(data_dir, &socket);
     entry.token = token.map(|t| t.to_string());
@@ -452,12 +455,13 @@ async fn start_endpoints(
     if let Err(e) = registry::publish(&entry) {
         tracing::warn!(error = %e, "cannot write the registry entry");
     }
-    Ok(Endpoints { unix, tcp })
+    Ok(Endpoints { unix, tcp, drain })
 }
 
 /// Withdraws the registry entry, then drains and closes the endpoints.
 async fn stop_endpoints(endpoints: Endpoints, grace: Duration) {
     registry::withdraw(std::process::id());
+    endpoints.drain.cancel();
     if let Some(tcp) = endpoints.tcp {
         tcp.stop(grace).await;
     }

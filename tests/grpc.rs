@@ -846,3 +846,57 @@ async fn tcp_needs_a_token_and_confines_paths_to_the_allowed_roots() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_open_streams_unavailable_and_health_says_not_serving() {
+    let mut d = Daemon::start_with(&["--shutdown-grace-ms", "3000"], &[]);
+    let ch = channel(&d.socket).await;
+    let mut q = QuarryClient::new(ch.clone());
+    let watched = tempfile::tempdir().unwrap();
+    let mut events = q
+        .watch(proto::WatchRequest {
+            root: watched.path().display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = events.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.update,
+        Some(watch_update::Update::Started(_))
+    ));
+    let mut health = HealthClient::new(ch);
+    let mut statuses = health
+        .watch(HealthCheckRequest {
+            service: "quarry.v1.Quarry".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        statuses.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    // The open watch ends with UNAVAILABLE, reason shutting_down.
+    let e = loop {
+        match tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("no end")
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the watch ended without a status"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::Unavailable, "shutting_down")
+    );
+    let status = tokio::task::spawn_blocking(move || d.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

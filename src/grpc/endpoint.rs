@@ -60,6 +60,9 @@ pub fn socket_path() -> std::io::Result<PathBuf> {
     Ok(runtime_dir()?.join(format!("{}.sock", std::process::id())))
 }
 
+/// Largest gRPC message either way, bytes: the stdio default line limit (16 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A running endpoint: the local Unix socket, or a TCP address.
 pub struct Endpoint {
     /// The socket (`None` for TCP).
@@ -99,7 +102,9 @@ macro_rules! serve_on {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(
-                QuarryServer::new($service),
+                QuarryServer::new($service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 super::middleware::auth($token),
             ));
         let stop: CancellationToken = $shutdown;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::Stream;
 use quarry_protocol::{ErrorKind, RpcError};
 use serde_json::{Map, Value};
+use std::future::Future;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -40,6 +41,9 @@ pub struct QuarryService {
     /// Over TCP: the folders path-based calls may read (canonical); `None` on the
     /// local socket (GRPC.md §4).
     allow_roots: Option<Arc<Vec<PathBuf>>>,
+    /// Cancelled when the drain starts (GRPC.md §4): new calls are `UNAVAILABLE` and
+    /// open streams end with `UNAVAILABLE` (`ErrorInfo` reason `shutting_down`).
+    draining: CancellationToken,
 }
 
 impl QuarryService {
@@ -51,6 +55,7 @@ impl QuarryService {
             slots,
             started: Instant::now(),
             allow_roots: None,
+            draining: CancellationToken::new(),
         }
     }
 
@@ -67,6 +72,22 @@ impl QuarryService {
             slots: self.slots.clone(),
             started: self.started,
             allow_roots: Some(Arc::new(roots)),
+            draining: self.draining.clone(),
+        }
+    }
+
+    /// The token whose cancellation starts the drain of this service (and of its
+    /// confined copies).
+    pub fn drain_token(&self) -> CancellationToken {
+        self.draining.clone()
+    }
+
+    /// `UNAVAILABLE` `shutting_down` once the drain has started.
+    fn open(&self) -> Result<(), Status> {
+        if self.draining.is_cancelled() {
+            Err(st(shutting_down()))
+        } else {
+            Ok(())
         }
     }
 
@@ -150,6 +171,10 @@ fn answer_by(d: Duration) -> Duration {
     d.saturating_sub((d / 50).max(Duration::from_millis(1)))
 }
 
+fn shutting_down() -> RpcError {
+    RpcError::new(ErrorKind::ShuttingDown, "the server is shutting down")
+}
+
 fn timeout(d: Duration) -> RpcError {
     RpcError::new(
         ErrorKind::Timeout,
@@ -230,18 +255,39 @@ impl QuarryService {
     }
 }
 
-/// A stream that cancels its work when dropped (the client went away).
+/// A response stream that cancels its work when dropped (the client went away) and
+/// ends with `UNAVAILABLE` `shutting_down` when the drain starts.
 struct Guarded<S> {
     inner: S,
     _guard: DropGuard,
+    drain: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    ended: bool,
 }
 
-impl<S: Stream + Unpin> Stream for Guarded<S> {
+impl<S> Guarded<S> {
+    fn new(inner: S, guard: DropGuard, draining: &CancellationToken) -> Self {
+        Guarded {
+            inner,
+            _guard: guard,
+            drain: Box::pin(draining.clone().cancelled_owned()),
+            ended: false,
+        }
+    }
+}
+
+impl<T, S: Stream<Item = Result<T, Status>> + Unpin> Stream for Guarded<S> {
     type Item = S::Item;
     fn poll_next(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        if self.drain.as_mut().poll(cx).is_ready() {
+            self.ended = true;
+            return std::task::Poll::Ready(Some(Err(st(shutting_down()))));
+        }
         Pin::new(&mut self.inner).poll_next(cx)
     }
 }
@@ -310,6 +356,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::ListCollectionsRequest>,
     ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
+        self.open()?;
         let cs = self
             .run(call_meta(&req)?, |e, _| e.collections())
             .await
@@ -330,6 +377,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::CreateCollectionRequest>,
     ) -> Result<Response<proto::CreateCollectionResponse>, Status> {
+        self.open()?;
         let d = call_meta(&req)?;
         let name = req.into_inner().name;
         let n = name.clone();
@@ -347,6 +395,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::DeleteCollectionRequest>,
     ) -> Result<Response<proto::DeleteCollectionResponse>, Status> {
+        self.open()?;
         let d = call_meta(&req)?;
         let name = req.into_inner().name;
         let n = name.clone();
@@ -364,6 +413,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::IndexFileRequest>,
     ) -> Result<Response<proto::IndexFileResponse>, Status> {
+        self.open()?;
         let d = call_meta(&req)?;
         let r = req.into_inner();
         if r.content.is_none() {
@@ -379,6 +429,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::IngestDirRequest>,
     ) -> Result<Response<Self::IngestDirStream>, Status> {
+        self.open()?;
         let d = call_meta(&req)?;
         let r = req.into_inner();
         self.confine(&r.root)?;
@@ -439,16 +490,18 @@ impl Quarry for QuarryService {
             };
             let _ = tx.blocking_send(last);
         });
-        Ok(Response::new(Box::pin(Guarded {
-            inner: ReceiverStream::new(rx),
-            _guard: cancel.drop_guard(),
-        })))
+        Ok(Response::new(Box::pin(Guarded::new(
+            ReceiverStream::new(rx),
+            cancel.drop_guard(),
+            &self.draining,
+        ))))
     }
 
     async fn bulk_index(
         &self,
         req: Request<Streaming<proto::IndexFileRequest>>,
     ) -> Result<Response<proto::BulkIndexResponse>, Status> {
+        self.open()?;
         let mut files = req.into_inner();
         let mut out = proto::BulkIndexResponse::default();
         while let Some(file) = files.message().await? {
@@ -484,6 +537,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<Streaming<proto::SyncRequest>>,
     ) -> Result<Response<Self::SyncIndexStream>, Status> {
+        self.open()?;
         use proto::sync_request::Request as In;
         use proto::sync_response::Response as Out;
         let started = Instant::now();
@@ -532,6 +586,7 @@ impl Quarry for QuarryService {
             slots: self.slots.clone(),
             started: self.started,
             allow_roots: self.allow_roots.clone(),
+            draining: self.draining.clone(),
         };
         tokio::spawn(async move {
             let mut result = proto::SyncResult {
@@ -619,13 +674,18 @@ impl Quarry for QuarryService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(Guarded::new(
+            ReceiverStream::new(rx),
+            CancellationToken::new().drop_guard(),
+            &self.draining,
+        ))))
     }
 
     async fn delete_documents(
         &self,
         req: Request<proto::DeleteDocumentsRequest>,
     ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
+        self.open()?;
         let d = call_meta(&req)?;
         let r = req.into_inner();
         let deleted = self
@@ -647,6 +707,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
+        self.open()?;
         let d = call_meta(&req)?;
         let r = req.into_inner();
         let filter = r.filter.unwrap_or_default();
@@ -690,6 +751,7 @@ impl Quarry for QuarryService {
         &self,
         req: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.open()?;
         let r = req.into_inner();
         self.confine(&r.root)?;
         let (tx, rx) = mpsc::unbounded_channel::<Result<proto::WatchUpdate, Status>>();
@@ -758,16 +820,18 @@ impl Quarry for QuarryService {
                 }
             });
         }
-        Ok(Response::new(Box::pin(Guarded {
-            inner: UnboundedReceiverStream::new(rx),
-            _guard: stopper.drop_guard(),
-        })))
+        Ok(Response::new(Box::pin(Guarded::new(
+            UnboundedReceiverStream::new(rx),
+            stopper.drop_guard(),
+            &self.draining,
+        ))))
     }
 
     async fn stats(
         &self,
         _req: Request<proto::StatsRequest>,
     ) -> Result<Response<proto::StatsResponse>, Status> {
+        self.open()?;
         Ok(Response::new(proto::StatsResponse {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             rss_bytes: crate::rpc::control::rss_bytes(),
