@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-pub use ingest::IngestResult;
+pub use ingest::{Document, IngestResult};
 pub use reconcile::{FileChange, IngestDirResult, Scope};
 pub use search::{DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchRequest, SearchResult};
 pub use sync::{SyncPlan, sha256_hex};

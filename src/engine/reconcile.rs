@@ -333,7 +333,7 @@ impl Engine {
         Ok(docs)
     }
 
-    fn write_batch(
+    pub(crate) fn write_batch(
         &self,
         collection: &str,
         batch: &mut Vec<Point>,

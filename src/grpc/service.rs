@@ -25,7 +25,9 @@ use super::proto::{self, quarry_server::Quarry};
 use super::status::status;
 use crate::engine::lazy::LazyEngine;
 use crate::engine::watch::{ChangeKind, WatchEvent, WatchSpec};
-use crate::engine::{Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchRequest};
+use crate::engine::{
+    Document, Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchRequest,
+};
 use crate::methods::rpc_error;
 use crate::rpc::slots::{Admission, Permit, Slots};
 use quarry_protocol::Priority;
@@ -504,28 +506,66 @@ impl Quarry for QuarryService {
         self.open()?;
         let mut files = req.into_inner();
         let mut out = proto::BulkIndexResponse::default();
-        while let Some(file) = files.message().await? {
-            out.total += 1;
-            let path = file.path.clone();
-            let outcome = if file.content.is_none() {
-                Err(RpcError::invalid_params(
-                    "content",
-                    "BulkIndex needs each file's content",
-                ))
-            } else {
-                self.index_one(CallMeta::default(), file).await
-            };
-            match outcome {
-                Ok(r) if r.unchanged => out.unchanged += 1,
-                Ok(_) => out.indexed += 1,
-                Err(e) => {
+        // Files are written in batches (one store write and one flush each), up to
+        // BATCH_FILES files or BATCH_BYTES bytes.
+        const BATCH_FILES: usize = 64;
+        const BATCH_BYTES: usize = 8 << 20;
+        let mut batch: Vec<proto::IndexFileRequest> = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let next = files.message().await?;
+            let end = next.is_none();
+            if let Some(file) = next {
+                out.total += 1;
+                if file.content.is_none() {
                     out.failed += 1;
                     out.errors.push(proto::FileError {
-                        path,
-                        kind: e.kind.as_str().to_owned(),
-                        message: e.message,
+                        path: file.path,
+                        kind: ErrorKind::InvalidParams.as_str().to_owned(),
+                        message: "BulkIndex needs each file's content".into(),
                     });
+                } else {
+                    bytes += file.content.as_ref().map_or(0, Vec::len);
+                    batch.push(file);
                 }
+            }
+            if !batch.is_empty() && (end || batch.len() >= BATCH_FILES || bytes >= BATCH_BYTES) {
+                let files_now = std::mem::take(&mut batch);
+                bytes = 0;
+                let paths: Vec<String> = files_now.iter().map(|f| f.path.clone()).collect();
+                let collection = collection(files_now[0].collection.clone());
+                let docs: Vec<Document> = files_now
+                    .into_iter()
+                    .map(|f| Document {
+                        path: PathBuf::from(f.path),
+                        content: f.content,
+                        metadata: f.metadata.map(|m| Value::Object(json_of_struct(m))),
+                    })
+                    .collect();
+                let results = self
+                    .run(CallMeta::default(), move |e, _| {
+                        e.ingest_many(collection.as_deref(), docs)
+                    })
+                    .await
+                    .map_err(st)?;
+                for (path, r) in paths.into_iter().zip(results) {
+                    match r {
+                        Ok(r) if r.unchanged => out.unchanged += 1,
+                        Ok(_) => out.indexed += 1,
+                        Err(e) => {
+                            let e = rpc_error(e);
+                            out.failed += 1;
+                            out.errors.push(proto::FileError {
+                                path,
+                                kind: e.kind.as_str().to_owned(),
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+            }
+            if end {
+                break;
             }
         }
         Ok(Response::new(out))
