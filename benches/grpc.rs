@@ -104,16 +104,22 @@ fn stdio(data: &Path, request: Value) -> (f64, f64, f64) {
     let mut output = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     output.read_line(&mut line).unwrap();
-    let mut text = request.to_string();
-    text.push('\n');
+    // Every request its own id: ids still in flight may not be reused (PROTOCOL.md §2).
+    let mut id = 0u64;
     let mut roundtrip = |n: usize| {
         for _ in 0..n {
+            id += 1;
+            let mut r = request.clone();
+            r["id"] = json!(id);
+            let mut text = r.to_string();
+            text.push('\n');
             input.write_all(text.as_bytes()).unwrap();
         }
         input.flush().unwrap();
         for _ in 0..n {
             line.clear();
             output.read_line(&mut line).unwrap();
+            assert!(!line.contains("\"error\""), "{line}");
         }
     };
     roundtrip(200);
