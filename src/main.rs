@@ -138,6 +138,12 @@ impl StoreArgs {
         })
     }
 
+    /// The engine, opened by its first use (see `LazyEngine`).
+    fn lazy(&self, max_watches: usize) -> Arc<LazyEngine> {
+        let store = self.clone();
+        Arc::new(LazyEngine::new(Box::new(move || store.open()), max_watches))
+    }
+
     /// Opens the store (taking the data folder's lock) and the engine.
     ///
     /// Errors: the folder is locked by another process, or cannot be opened.
@@ -281,6 +287,15 @@ impl GrpcArgs {
         Ok(given)
     }
 
+    /// [`GrpcArgs::check`], then [`GrpcArgs::token`]; a failure is logged and printed
+    /// (the caller exits 2).
+    fn resolve(&self) -> Result<Option<Arc<str>>, ()> {
+        self.check().and_then(|()| self.token()).map_err(|e| {
+            tracing::error!("{e}");
+            eprintln!("quarry: {e}");
+        })
+    }
+
     /// Checks the TCP settings (GRPC.md §4). Errors: a non-loopback address without TLS,
     /// or TLS asked for (not built in yet).
     fn check(&self) -> Result<(), String> {
@@ -376,21 +391,12 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // Opened by the first engine method: control methods never need the store, and a
     // folder held by another process is an error of that call, not of the server.
-    let store = args.store.clone();
-    let engine = Arc::new(LazyEngine::new(
-        Box::new(move || store.open()),
-        args.max_watches,
-    ));
+    let engine = args.store.lazy(args.max_watches);
     let router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
     let grpc = !args.no_grpc;
     let data_dir = args.store.data_dir();
-    let token = match args.grpc.check().and_then(|()| args.grpc.token()) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("quarry: {e}");
-            return ExitCode::from(2);
-        }
+    let Ok(token) = args.grpc.resolve() else {
+        return ExitCode::from(2);
     };
     let grpc_args = args.grpc.clone();
     // One scheduler for both transports: stdio and gRPC share the slots and the queue.
@@ -513,19 +519,10 @@ fn daemon(args: DaemonArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = args.store.clone();
-    let engine = Arc::new(LazyEngine::new(
-        Box::new(move || store.open()),
-        args.max_watches,
-    ));
+    let engine = args.store.lazy(args.max_watches);
     let data_dir = args.store.data_dir();
-    let token = match args.grpc.check().and_then(|()| args.grpc.token()) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("quarry: {e}");
-            return ExitCode::from(2);
-        }
+    let Ok(token) = args.grpc.resolve() else {
+        return ExitCode::from(2);
     };
     let grpc_args = args.grpc.clone();
     let slots = Slots::new(args.max_concurrency as usize, args.max_queue as usize);
