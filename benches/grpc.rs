@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use quarry::grpc::proto::quarry_client::QuarryClient;
 use quarry::grpc::proto::{self, ingest_dir_update};
 use serde_json::{Value, json};
-use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -34,15 +32,7 @@ fn pct(v: &mut [Duration], q: f64) -> f64 {
 }
 
 async fn unix_channel(socket: &Path) -> Channel {
-    let socket = socket.to_owned();
-    Endpoint::try_from("http://quarry.local")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
-        }))
-        .await
-        .unwrap()
+    quarry::grpc::endpoint::connect(socket).await.unwrap()
 }
 
 fn wait_for(path: &Path) {

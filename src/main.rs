@@ -507,17 +507,20 @@ fn discover(args: DiscoverArgs) -> ExitCode {
     }
 }
 
-fn daemon(args: DaemonArgs) -> ExitCode {
-    let guard = logging::init(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// The current-thread runtime every serving command runs on (`None`, logged, when it
+/// cannot start).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(2);
-        }
+        .map_err(|e| tracing::error!(error = %e, "cannot start the runtime"))
+        .ok()
+}
+
+fn daemon(args: DaemonArgs) -> ExitCode {
+    let guard = logging::init(args.log_format);
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let engine = args.store.lazy(args.max_watches);
     let data_dir = args.store.data_dir();
@@ -623,15 +626,8 @@ where
     F: FnOnce(transport::Input, transport::Output) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let result = runtime.block_on(async move {
         let input = transport::async_input(input)?;

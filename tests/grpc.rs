@@ -8,10 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sidecar, WAIT, bin};
-use hyper_util::rt::TokioIo;
 use quarry::grpc::proto::quarry_client::QuarryClient;
 use quarry::grpc::proto::{self, ingest_dir_update, watch_update};
-use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -77,15 +75,7 @@ impl Drop for Daemon {
 }
 
 async fn channel(socket: &Path) -> Channel {
-    let socket = socket.to_owned();
-    Endpoint::try_from("http://quarry.local")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
-        }))
-        .await
-        .unwrap()
+    quarry::grpc::endpoint::connect(socket).await.unwrap()
 }
 
 /// The status's `google.rpc.ErrorInfo` reason (the protocol's kind).
