@@ -14,6 +14,7 @@ pub mod engine;
 pub mod grpc;
 pub mod logging;
 pub mod methods;
+pub mod metrics;
 pub mod registry;
 pub mod rpc;
 pub mod store;

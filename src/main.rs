@@ -10,11 +10,12 @@ use quarry::engine::lazy::LazyEngine;
 use quarry::engine::{
     Engine, EngineConfig, EngineError, IngestDirOptions, SearchFilter, SearchRequest,
 };
-use quarry::grpc::endpoint::Endpoint;
+use quarry::grpc::endpoint::{Endpoint, Tls};
 use quarry::grpc::service::QuarryService;
 use quarry::logging::{self, LogFormat};
 use quarry::registry;
 use quarry::rpc::slots::Slots;
+use quarry::rpc::stats::Stats;
 use quarry::rpc::{self, ServerConfig, transport};
 use quarry::store::edge::EdgeStore;
 use tokio_util::sync::CancellationToken;
@@ -249,12 +250,16 @@ struct GrpcArgs {
     /// may read (repeatable); without one, no path is readable over TCP.
     #[arg(long = "allow-root")]
     allow_roots: Vec<PathBuf>,
-    /// TLS certificate (PEM) for a non-loopback --grpc-listen.
-    #[arg(long, requires = "tls_key")]
+    /// TLS certificate chain (PEM) for --grpc-listen: required for a non-loopback
+    /// address, optional on loopback.
+    #[arg(long, requires_all = ["tls_key", "grpc_listen"])]
     tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) for a non-loopback --grpc-listen.
+    /// The certificate's private key (PEM) for --grpc-listen.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (loopback only; off by default).
+    #[arg(long, env = "QUARRY_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl GrpcArgs {
@@ -287,31 +292,48 @@ impl GrpcArgs {
         Ok(given)
     }
 
-    /// [`GrpcArgs::check`], then [`GrpcArgs::token`]; a failure is logged and printed
-    /// (the caller exits 2).
-    fn resolve(&self) -> Result<Option<Arc<str>>, ()> {
-        self.check().and_then(|()| self.token()).map_err(|e| {
+    /// Checks the settings and reads the token and the TLS identity; a failure is
+    /// logged and printed (the caller exits 2).
+    fn resolve(&self) -> Result<Resolved, ()> {
+        let resolved = self.check().and_then(|tls| {
+            Ok(Resolved {
+                token: self.token()?,
+                tls,
+            })
+        });
+        resolved.map_err(|e| {
             tracing::error!("{e}");
             eprintln!("quarry: {e}");
         })
     }
 
-    /// Checks the TCP settings (GRPC.md §4). Errors: a non-loopback address without TLS,
-    /// or TLS asked for (not built in yet).
-    fn check(&self) -> Result<(), String> {
-        if self.tls_cert.is_some() {
-            return Err(
-                "TLS (--tls-cert/--tls-key) is not supported by this build yet; listen on a loopback address"
-                    .into(),
-            );
+    /// Checks the TCP settings (GRPC.md §4) and reads the TLS identity if one is given.
+    /// Errors: a non-loopback address without TLS, an unreadable certificate or key.
+    fn check(&self) -> Result<Option<Tls>, String> {
+        if let Some(addr) = self.metrics_listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(quarry::metrics::MetricsError::NotLoopback(addr).to_string());
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::from_files(cert, key)?),
+            _ => None,
+        };
         match self.grpc_listen {
-            Some(addr) if !addr.ip().is_loopback() => Err(format!(
-                "--grpc-listen {addr} is not a loopback address: that needs TLS (--tls-cert/--tls-key), which this build does not support yet"
+            Some(addr) if !addr.ip().is_loopback() && tls.is_none() => Err(format!(
+                "--grpc-listen {addr} is not a loopback address: that needs TLS (--tls-cert and --tls-key, PEM)"
             )),
-            _ => Ok(()),
+            _ => Ok(tls),
         }
     }
+}
+
+/// What [`GrpcArgs::resolve`] read.
+struct Resolved {
+    /// The bearer token, if any (always one with TCP).
+    token: Option<Arc<str>>,
+    /// The TCP endpoint's TLS identity.
+    tls: Option<Tls>,
 }
 
 /// The endpoints of one process: the local socket, and TCP when asked.
@@ -395,23 +417,31 @@ fn serve(args: ServeArgs) -> ExitCode {
     let router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
     let grpc = !args.no_grpc;
     let data_dir = args.store.data_dir();
-    let Ok(token) = args.grpc.resolve() else {
+    let Ok(resolved) = args.grpc.resolve() else {
         return ExitCode::from(2);
     };
     let grpc_args = args.grpc.clone();
-    // One scheduler for both transports: stdio and gRPC share the slots and the queue.
+    // One scheduler and one set of figures for both transports: stdio and gRPC share
+    // the slots, the queue and `stats`.
     let slots = Slots::new(config.max_concurrency, config.max_queue);
+    let stats = Arc::new(Stats::default());
     let mut config = config;
     config.slots = Some(slots.clone());
+    config.stats = Some(stats.clone());
     run_stdio(input, output, guard, "server", move |i, o| async move {
         let mut config = config;
-        // The local gRPC endpoint serves the same engine; a failure to bind it is
-        // logged, never fatal for the stdio host.
+        // Metrics and the gRPC endpoints are extras of the stdio host: a failure to
+        // bind them is logged, never fatal.
+        if let Some(addr) = grpc_args.metrics_listen
+            && let Err(e) = quarry::metrics::serve(addr)
+        {
+            tracing::warn!(error = %e, "no metrics endpoint");
+        }
         let endpoint = if grpc {
             match start_endpoints(
-                QuarryService::new(engine, slots),
+                QuarryService::new(engine, slots, stats),
                 &grpc_args,
-                token,
+                resolved,
                 &data_dir,
             )
             .await
@@ -443,13 +473,15 @@ fn serve(args: ServeArgs) -> ExitCode {
 async fn start_endpoints(
     service: QuarryService,
     grpc: &GrpcArgs,
-    token: Option<Arc<str>>,
+    resolved: Resolved,
     data_dir: &std::path::Path,
 ) -> std::io::Result<Endpoints> {
+    let Resolved { token, tls } = resolved;
+    let secure = tls.is_some();
     let tcp = match (grpc.grpc_listen, &token) {
-        (Some(addr), Some(t)) => {
-            Some(Endpoint::start_tcp(service.confined(&grpc.allow_roots), t.clone(), addr).await?)
-        }
+        (Some(addr), Some(t)) => Some(
+            Endpoint::start_tcp(service.confined(&grpc.allow_roots), t.clone(), addr, tls).await?,
+        ),
         _ => None,
     };
     let socket = quarry::grpc::endpoint::socket_path()?;
@@ -458,6 +490,7 @@ async fn start_endpoints(
     let mut entry = registry::Entry::this_process(data_dir, &socket);
     entry.token = token.map(|t| t.to_string());
     entry.tcp = tcp.as_ref().and_then(|e| e.tcp).map(|a| a.to_string());
+    entry.tls = secure;
     if let Err(e) = registry::publish(&entry) {
         tracing::warn!(error = %e, "cannot write the registry entry");
     }
@@ -524,12 +557,18 @@ fn daemon(args: DaemonArgs) -> ExitCode {
     };
     let engine = args.store.lazy(args.max_watches);
     let data_dir = args.store.data_dir();
-    let Ok(token) = args.grpc.resolve() else {
+    let Ok(resolved) = args.grpc.resolve() else {
         return ExitCode::from(2);
     };
     let grpc_args = args.grpc.clone();
     let slots = Slots::new(args.max_concurrency as usize, args.max_queue as usize);
     let code = runtime.block_on(async move {
+        if let Some(addr) = grpc_args.metrics_listen
+            && let Err(e) = quarry::metrics::serve(addr)
+        {
+            tracing::error!(error = %e, "cannot serve metrics");
+            return 2;
+        }
         // A daemon owns its data folder: open it now, and refuse to start without it.
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.get().map(|_| ())).await {
@@ -554,9 +593,9 @@ fn daemon(args: DaemonArgs) -> ExitCode {
             }
         };
         let endpoint = match start_endpoints(
-            QuarryService::new(engine, slots),
+            QuarryService::new(engine, slots, Arc::new(Stats::default())),
             &grpc_args,
-            token,
+            resolved,
             &data_dir,
         )
         .await

@@ -4,9 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::daemon::{Daemon, channel, discover};
 use common::{Sidecar, WAIT, bin};
 use quarry::grpc::proto::quarry_client::QuarryClient;
 use quarry::grpc::proto::{self, ingest_dir_update, watch_update};
@@ -15,68 +16,6 @@ use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tonic_types::StatusExt;
-
-/// A running `quarry daemon` with its own data and runtime folders.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _data: tempfile::TempDir,
-    run: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        Daemon::start_with(&[], &[])
-    }
-
-    /// `quarry daemon ARGS` with `envs`.
-    fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let data = tempfile::tempdir().unwrap();
-        let run = tempfile::tempdir().unwrap();
-        let child = Command::new(bin())
-            .arg("daemon")
-            .args(args)
-            .arg("--data-dir")
-            .arg(data.path())
-            .envs(envs.iter().copied())
-            .env("XDG_RUNTIME_DIR", run.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = run
-            .path()
-            .join("quarry")
-            .join(format!("{}.sock", child.id()));
-        let deadline = Instant::now() + WAIT;
-        while !quarry::grpc::endpoint::is_socket(&socket) {
-            assert!(
-                Instant::now() < deadline,
-                "no socket at {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Daemon {
-            child,
-            socket,
-            _data: data,
-            run,
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn channel(socket: &Path) -> Channel {
-    quarry::grpc::endpoint::connect(socket).await.unwrap()
-}
 
 /// The status's `google.rpc.ErrorInfo` reason (the protocol's kind).
 fn reason(s: &Status) -> String {
@@ -388,30 +327,11 @@ fn serve_announces_its_endpoint_and_daemon_drains_on_sigterm() {
     assert!(!d.socket.exists());
 }
 
-/// `quarry discover --json` with the runtime folder `run`.
-fn discover(run: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(bin())
-        .args(["discover", "--json"])
-        .env("XDG_RUNTIME_DIR", run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_registry_lists_live_instances_and_drops_dead_ones() {
     let mut d = Daemon::start();
     let pid = d.child.id();
-    let entry = d
-        .run
-        .path()
-        .join("quarry/instances")
-        .join(format!("{pid}.json"));
+    let entry = d.run.join("quarry/instances").join(format!("{pid}.json"));
     let deadline = Instant::now() + WAIT;
     while !entry.exists() {
         assert!(Instant::now() < deadline, "no registry entry");
@@ -422,7 +342,7 @@ fn the_registry_lists_live_instances_and_drops_dead_ones() {
         std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let live = discover(d.run.path());
+    let live = discover(&d.run);
     assert_eq!(live.len(), 1, "{live:?}");
     let e = &live[0];
     assert_eq!(e["registryVersion"], 1);
@@ -439,17 +359,16 @@ fn the_registry_lists_live_instances_and_drops_dead_ones() {
     reused["pid"] = serde_json::json!(std::process::id());
     let fake = d
         .run
-        .path()
         .join("quarry/instances")
         .join(format!("{}.json", std::process::id()));
     std::fs::write(&fake, serde_json::to_vec(&reused).unwrap()).unwrap();
-    assert_eq!(discover(d.run.path()).len(), 1);
+    assert_eq!(discover(&d.run).len(), 1);
     assert!(!fake.exists(), "a stale entry is deleted by its reader");
     // kill -9: the entry stays behind, readers ignore it and delete it.
     d.child.kill().unwrap();
     d.child.wait().unwrap();
     assert!(entry.exists());
-    assert!(discover(d.run.path()).is_empty());
+    assert!(discover(&d.run).is_empty());
     assert!(!entry.exists());
 }
 
@@ -699,7 +618,6 @@ async fn bearer_tokens_request_ids_priorities_and_overload() {
     // The registry entry carries the token for local clients (0600).
     let entry = d
         .run
-        .path()
         .join("quarry/instances")
         .join(format!("{}.json", d.child.id()));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
@@ -768,7 +686,6 @@ async fn tcp_needs_a_token_and_confines_paths_to_the_allowed_roots() {
     );
     let entry = d
         .run
-        .path()
         .join("quarry/instances")
         .join(format!("{}.json", d.child.id()));
     let deadline = Instant::now() + WAIT;

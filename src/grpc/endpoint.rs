@@ -63,6 +63,47 @@ pub fn socket_path() -> std::io::Result<PathBuf> {
 /// Largest gRPC message either way, bytes: the stdio default line limit (16 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// A TLS identity for the TCP endpoint: a certificate chain and its private key, PEM.
+#[derive(Clone)]
+pub struct Tls {
+    /// The certificate chain, PEM.
+    pub cert: Vec<u8>,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Vec<u8>,
+}
+
+impl Tls {
+    /// Reads `cert` and `key` (PEM files) and checks that each holds what it should.
+    ///
+    /// Errors: a file cannot be read, or holds no certificate / no private key.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Tls, String> {
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let tls = Tls {
+            cert: read(cert)?,
+            key: read(key)?,
+        };
+        let has = |pem: &[u8], what: &str| {
+            String::from_utf8_lossy(pem)
+                .lines()
+                .any(|l| l.starts_with("-----BEGIN ") && l.contains(what))
+        };
+        if !has(&tls.cert, "CERTIFICATE") {
+            return Err(format!(
+                "--tls-cert {}: no PEM certificate in it",
+                cert.display()
+            ));
+        }
+        if !has(&tls.key, "PRIVATE KEY") {
+            return Err(format!(
+                "--tls-key {}: no PEM private key in it",
+                key.display()
+            ));
+        }
+        Ok(tls)
+    }
+}
+
 /// A running endpoint: the local Unix socket, or a TCP address.
 pub struct Endpoint {
     /// The socket (`None` for TCP).
@@ -77,7 +118,13 @@ pub struct Endpoint {
 /// listener stream `$incoming` until `$shutdown` fires (health turns `NOT_SERVING`
 /// first); then runs `$cleanup`.
 macro_rules! serve_on {
-    ($service:expr, $token:expr, $incoming:expr, $shutdown:expr, $cleanup:expr) => {{
+    ($service:expr, $token:expr, $tls:expr, $incoming:expr, $shutdown:expr, $cleanup:expr) => {{
+        let service: QuarryService = $service;
+        let stats = super::stats::StatsLayer::new(service.stats());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = $tls {
+            builder = builder.tls_config(tls).map_err(std::io::Error::other)?;
+        }
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<QuarryServer<QuarryService>>().await;
         health.set_service_status("", ServingStatus::Serving).await;
@@ -90,19 +137,20 @@ macro_rules! serve_on {
             .build_v1alpha()
             .map_err(std::io::Error::other)?;
         let (request_id, trace, echo_id, panics) = super::middleware::layers();
-        let router = tonic::transport::Server::builder()
+        let router = builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(256))
             .layer(request_id)
             .layer(trace)
             .layer(echo_id)
+            .layer(stats)
             .layer(panics)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(
-                QuarryServer::new($service)
+                QuarryServer::new(service)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 super::middleware::auth($token),
@@ -151,6 +199,7 @@ impl Endpoint {
         let task = serve_on!(
             service,
             token,
+            None::<tonic::transport::ServerTlsConfig>,
             UnixListenerStream::new(listener),
             shutdown.clone(),
             move || {
@@ -166,14 +215,16 @@ impl Endpoint {
         })
     }
 
-    /// Listens on `addr` over TCP (port 0 picks one; see [`Endpoint::tcp`]). The caller
-    /// has checked the address and the token (GRPC.md §4).
+    /// Listens on `addr` over TCP (port 0 picks one; see [`Endpoint::tcp`]), with TLS
+    /// when `tls` is given. The caller has checked the address and the token (GRPC.md
+    /// §4).
     ///
-    /// Errors: the address cannot be bound.
+    /// Errors: the address cannot be bound, the TLS identity is unusable.
     pub async fn start_tcp(
         service: QuarryService,
         token: Arc<str>,
         addr: std::net::SocketAddr,
+        tls: Option<Tls>,
     ) -> std::io::Result<Endpoint> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
@@ -181,8 +232,13 @@ impl Endpoint {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let shutdown = CancellationToken::new();
-        let task = serve_on!(service, Some(token), incoming, shutdown.clone(), || {});
-        tracing::info!(tcp = %bound, "gRPC endpoint listening");
+        let secure = tls.is_some();
+        let tls = tls.map(|t| {
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(t.cert, t.key))
+        });
+        let task = serve_on!(service, Some(token), tls, incoming, shutdown.clone(), || {});
+        tracing::info!(tcp = %bound, tls = secure, "gRPC endpoint listening");
         Ok(Endpoint {
             path: None,
             tcp: Some(bound),

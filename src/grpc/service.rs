@@ -30,15 +30,18 @@ use crate::engine::{
 };
 use crate::methods::rpc_error;
 use crate::rpc::slots::{Admission, Permit, Slots};
+use crate::rpc::stats::Stats;
 use quarry_protocol::Priority;
 
 /// A server stream of `T`.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The `quarry.v1.Quarry` service over one engine.
+#[derive(Clone)]
 pub struct QuarryService {
     engine: Arc<LazyEngine>,
     slots: Arc<Slots>,
+    stats: Arc<Stats>,
     started: Instant,
     /// Over TCP: the folders path-based calls may read (canonical); `None` on the
     /// local socket (GRPC.md §4).
@@ -50,11 +53,13 @@ pub struct QuarryService {
 
 impl QuarryService {
     /// The service over `engine` (opened by the first call that needs it), its engine
-    /// work scheduled by `slots` (the stdio server's, when both serve one engine).
-    pub fn new(engine: Arc<LazyEngine>, slots: Arc<Slots>) -> Self {
+    /// work scheduled by `slots` and its calls counted in `stats` (the stdio server's,
+    /// when both serve one engine).
+    pub fn new(engine: Arc<LazyEngine>, slots: Arc<Slots>, stats: Arc<Stats>) -> Self {
         QuarryService {
             engine,
             slots,
+            stats,
             started: Instant::now(),
             allow_roots: None,
             draining: CancellationToken::new(),
@@ -72,6 +77,7 @@ impl QuarryService {
         QuarryService {
             engine: self.engine.clone(),
             slots: self.slots.clone(),
+            stats: self.stats.clone(),
             started: self.started,
             allow_roots: Some(Arc::new(roots)),
             draining: self.draining.clone(),
@@ -82,6 +88,11 @@ impl QuarryService {
     /// confined copies).
     pub fn drain_token(&self) -> CancellationToken {
         self.draining.clone()
+    }
+
+    /// The figures its calls are counted in.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// `UNAVAILABLE` `shutting_down` once the drain has started.
@@ -216,6 +227,7 @@ impl QuarryService {
                     .map_err(|_| timeout(d).with("stage", "queued")),
             },
             Admission::Full => {
+                self.stats.refused();
                 let (_, limit) = self.slots.limits();
                 Err(RpcError::new(
                     ErrorKind::Overloaded,
@@ -621,13 +633,7 @@ impl Quarry for QuarryService {
             }),
         )
         .await;
-        let service = QuarryService {
-            engine: self.engine.clone(),
-            slots: self.slots.clone(),
-            started: self.started,
-            allow_roots: self.allow_roots.clone(),
-            draining: self.draining.clone(),
-        };
+        let service = self.clone();
         tokio::spawn(async move {
             let mut result = proto::SyncResult {
                 needed: plan.needed.len() as u64,
@@ -872,10 +878,38 @@ impl Quarry for QuarryService {
         _req: Request<proto::StatsRequest>,
     ) -> Result<Response<proto::StatsResponse>, Status> {
         self.open()?;
+        let occupancy = self.slots.occupancy();
+        let (max_concurrency, max_queue) = self.slots.limits();
+        let methods = self
+            .stats
+            .methods()
+            .into_iter()
+            .map(|(name, m)| {
+                let l = m.latency_us;
+                let figures = proto::MethodStats {
+                    count: m.count,
+                    ok: m.ok,
+                    errors: m.errors.into_iter().collect(),
+                    latency_us: Some(proto::LatencyUs {
+                        p50: l.p50,
+                        p90: l.p90,
+                        p99: l.p99,
+                        max: l.max,
+                        mean: l.mean,
+                    }),
+                };
+                (name, figures)
+            })
+            .collect();
         Ok(Response::new(proto::StatsResponse {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             rss_bytes: crate::rpc::control::rss_bytes(),
-            ..proto::StatsResponse::default()
+            running: occupancy.running as u64,
+            queued: occupancy.queued as u64,
+            max_concurrency: max_concurrency as u64,
+            max_queue: max_queue as u64,
+            overloaded: Stats::get(&self.stats.overloaded),
+            methods,
         }))
     }
 }

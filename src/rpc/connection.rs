@@ -138,7 +138,7 @@ impl Responder {
         if let Some((stats, method, received)) = &self.record {
             stats.record(
                 method,
-                body.as_ref().map(|_| ()).map_err(|e| e.kind),
+                body.as_ref().map(|_| ()).map_err(|e| e.kind.as_str()),
                 received.elapsed(),
             );
         }

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// Worker slots and queue shared with another transport (gRPC), so that both obey
     /// one bound; `None`: the server makes its own from the limits above.
     pub slots: Option<Arc<Slots>>,
+    /// Request figures shared with another transport (gRPC), so that `stats` shows both;
+    /// `None`: the server keeps its own.
+    pub stats: Option<Arc<Stats>>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             endpoint: None,
             slots: None,
+            stats: None,
         }
     }
 }
@@ -342,7 +346,7 @@ impl Server {
             Admission::Run(p) => Some(Stage::Run(p)),
             Admission::Queued(t) => Some(Stage::Queue(t)),
             Admission::Full => {
-                Stats::bump(&self.stats.overloaded);
+                self.stats.refused();
                 None
             }
         }
@@ -477,7 +481,7 @@ where
             .unwrap_or_else(|| Slots::new(config.max_concurrency, config.max_queue)),
         router,
         outbox: outbox.clone(),
-        stats: Arc::new(Stats::default()),
+        stats: config.stats.clone().unwrap_or_default(),
         shutting_down: AtomicBool::new(false),
         abort: CancellationToken::new(),
         finished: CancellationToken::new(),

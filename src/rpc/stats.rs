@@ -1,4 +1,7 @@
-//! Request counters and latency histograms behind the `stats` method.
+//! Request counters and latency histograms behind the `stats` method and the gRPC
+//! `Stats` call: one [`Stats`] per process, fed by both transports (JSON-RPC methods
+//! under their names, gRPC calls under their full method name, `quarry.v1.Quarry/Search`),
+//! and mirrored to Prometheus when `--metrics-listen` is on ([`crate::metrics`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,8 +11,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::Serialize;
-
-use quarry_protocol::ErrorKind;
 
 /// Bucket for requests naming a method the server does not have.
 pub const UNKNOWN_METHOD: &str = "(unknown)";
@@ -46,7 +47,7 @@ pub struct MethodStats {
 
 struct MethodEntry {
     ok: u64,
-    errors: BTreeMap<&'static str, u64>,
+    errors: BTreeMap<String, u64>,
     hist: Histogram<u64>,
 }
 
@@ -66,9 +67,19 @@ pub struct Stats {
     pub overloaded: AtomicU64,
 }
 
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats")
+            .field("overloaded", &Self::get(&self.overloaded))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Stats {
-    /// Records one response for `method`.
-    pub fn record(&self, method: &str, outcome: Result<(), ErrorKind>, latency: Duration) {
+    /// Records one response for `method`: a result, or an error of `kind` (the JSON-RPC
+    /// `data.kind`; over gRPC the `ErrorInfo` reason, else the status code's name).
+    pub fn record(&self, method: &str, outcome: Result<(), &str>, latency: Duration) {
+        crate::metrics::observe(method, outcome, latency);
         let mut map = self.methods.lock().unwrap_or_else(|e| e.into_inner());
         let entry = match map.get_mut(method) {
             Some(e) => e,
@@ -80,7 +91,12 @@ impl Stats {
         };
         match outcome {
             Ok(()) => entry.ok += 1,
-            Err(kind) => *entry.errors.entry(kind.as_str()).or_default() += 1,
+            Err(kind) => match entry.errors.get_mut(kind) {
+                Some(n) => *n += 1,
+                None => {
+                    entry.errors.insert(kind.to_owned(), 1);
+                }
+            },
         }
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
@@ -99,11 +115,7 @@ impl Stats {
                     MethodStats {
                         count: h.len(),
                         ok: e.ok,
-                        errors: e
-                            .errors
-                            .iter()
-                            .map(|(k, v)| ((*k).to_owned(), *v))
-                            .collect(),
+                        errors: e.errors.clone(),
                         latency_us: Percentiles {
                             p50: h.value_at_quantile(0.5),
                             p90: h.value_at_quantile(0.9),
@@ -125,5 +137,11 @@ impl Stats {
     /// Bumps a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused because the queue was full (either transport).
+    pub fn refused(&self) {
+        Self::bump(&self.overloaded);
+        crate::metrics::refused();
     }
 }

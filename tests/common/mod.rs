@@ -1,6 +1,8 @@
 //! Drives the real `quarry` binary over real pipes.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
