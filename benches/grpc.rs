@@ -6,7 +6,7 @@
 //! of the same files; the daemon's idle RSS.
 //!
 //! `cargo bench --bench grpc` (`QUARRY_BENCH_FILES=N`: files for the ingest part,
-//! default 400).
+//! default 1000, every `.py` of the standard library in path order).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -138,7 +138,7 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn stdlib_files(n: usize) -> Vec<PathBuf> {
+fn stdlib_files(n: usize) -> (PathBuf, Vec<PathBuf>) {
     let out = Command::new("python3")
         .args([
             "-c",
@@ -147,15 +147,24 @@ fn stdlib_files(n: usize) -> Vec<PathBuf> {
         .output()
         .unwrap();
     let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "py"))
-        .collect();
+    // Every `.py` under the stdlib (sorted, the first `n`), site-packages left out.
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() && p.file_name().is_some_and(|n| n != "site-packages") => {
+                    dirs.push(p)
+                }
+                Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "py") => files.push(p),
+                _ => {}
+            }
+        }
+    }
     files.sort();
     files.truncate(n);
-    files
+    (root, files)
 }
 
 fn row(name: &str, (p50, p99, rate): (f64, f64, f64), floor: Option<(f64, f64, f64)>) {
@@ -329,49 +338,80 @@ async fn main() {
     let n: usize = std::env::var("QUARRY_BENCH_FILES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
-    let files = stdlib_files(n);
+        .unwrap_or(1000);
+    let (stdlib, files) = stdlib_files(n);
     let copy = tempfile::tempdir().unwrap();
     let mut bytes = 0u64;
     let mut requests = Vec::new();
     for f in &files {
         let content = std::fs::read(f).unwrap();
+        // Only what both sides index: UTF-8 text, not empty, under the 4 MiB file limit.
+        if content.len() > 4 << 20
+            || std::str::from_utf8(&content).map_or(true, |t| t.trim().is_empty())
+        {
+            continue;
+        }
         bytes += content.len() as u64;
-        std::fs::write(copy.path().join(f.file_name().unwrap()), &content).unwrap();
+        // Flattened into one folder: `json/decoder.py` becomes `json__decoder.py`.
+        let name = f
+            .strip_prefix(&stdlib)
+            .unwrap()
+            .to_string_lossy()
+            .replace('/', "__");
+        std::fs::write(copy.path().join(&name), &content).unwrap();
         requests.push(proto::IndexFileRequest {
-            path: format!("/bench/{}", f.file_name().unwrap().to_string_lossy()),
+            path: format!("/bench/{name}"),
             collection: "bulk".into(),
             content: Some(content),
             metadata: None,
         });
     }
-    let t = Instant::now();
-    let mut bulk = tonic::Request::new(tokio_stream::iter(requests));
-    bulk.metadata_mut()
-        .insert("authorization", "Bearer bench".parse().unwrap());
-    let r = q.bulk_index(bulk).await.unwrap().into_inner();
-    let bulk_secs = t.elapsed().as_secs_f64();
-    assert_eq!(r.failed, 0, "{:?}", r.errors);
-    let t = Instant::now();
-    let mut ingest = tonic::Request::new(proto::IngestDirRequest {
-        root: copy.path().display().to_string(),
-        collection: "dir".into(),
-        ..Default::default()
-    });
-    ingest
-        .metadata_mut()
-        .insert("authorization", "Bearer bench".parse().unwrap());
-    let mut s = q.ingest_dir(ingest).await.unwrap().into_inner();
-    while let Some(u) = s.message().await.unwrap() {
-        if let Some(ingest_dir_update::Update::Result(r)) = u.update {
-            assert_eq!(r.files as usize, files.len());
+    // A-B-B-A (BulkIndex, IngestDir, IngestDir, BulkIndex), each into a fresh
+    // collection: warm-up and order weigh on both sides alike; the means are reported.
+    let mut bulk_secs = 0.0;
+    let mut dir_secs = 0.0;
+    for (round, bulk_first) in [(1, true), (2, false)] {
+        for bulk in [bulk_first, !bulk_first] {
+            let t = Instant::now();
+            if bulk {
+                let files: Vec<_> = requests
+                    .iter()
+                    .cloned()
+                    .map(|mut r| {
+                        r.collection = format!("bulk{round}");
+                        r
+                    })
+                    .collect();
+                let mut call = tonic::Request::new(tokio_stream::iter(files));
+                call.metadata_mut()
+                    .insert("authorization", "Bearer bench".parse().unwrap());
+                let r = q.bulk_index(call).await.unwrap().into_inner();
+                assert_eq!(r.failed, 0, "{:?}", r.errors);
+                assert_eq!(r.indexed as usize, requests.len());
+                bulk_secs += t.elapsed().as_secs_f64() / 2.0;
+            } else {
+                let mut ingest = tonic::Request::new(proto::IngestDirRequest {
+                    root: copy.path().display().to_string(),
+                    collection: format!("dir{round}"),
+                    ..Default::default()
+                });
+                ingest
+                    .metadata_mut()
+                    .insert("authorization", "Bearer bench".parse().unwrap());
+                let mut s = q.ingest_dir(ingest).await.unwrap().into_inner();
+                while let Some(u) = s.message().await.unwrap() {
+                    if let Some(ingest_dir_update::Update::Result(r)) = u.update {
+                        assert_eq!(r.files as usize, requests.len());
+                    }
+                }
+                dir_secs += t.elapsed().as_secs_f64() / 2.0;
+            }
         }
     }
-    let dir_secs = t.elapsed().as_secs_f64();
     let mb = bytes as f64 / 1e6;
     println!(
-        "\n| ingest of {} stdlib files ({mb:.1} MB) | seconds | MB/s |\n|---|---|---|",
-        files.len()
+        "\n| ingest of {} stdlib files ({mb:.1} MB), mean of 2 (A-B-B-A) | seconds | MB/s |\n|---|---|---|",
+        requests.len()
     );
     println!(
         "| `BulkIndex` (content sent) | {bulk_secs:.2} | {:.2} |",

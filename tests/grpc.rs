@@ -206,6 +206,50 @@ async fn ingest_dir_streams_progress_then_one_result_and_bulk_index_reports_bad_
     assert_eq!((r.total, r.indexed, r.failed, r.unchanged), (3, 2, 1, 0));
     assert_eq!(r.errors[0].path, "/remote/b.txt");
     assert_eq!(r.errors[0].kind, "unsupported_content");
+
+    // Each file lands in its own collection, however the stream mixes them.
+    let mixed = (0..6).map(|i| {
+        let (collection, word) = if i % 2 == 0 {
+            ("north", "walrus")
+        } else {
+            ("south", "penguin")
+        };
+        proto::IndexFileRequest {
+            path: format!("/mixed/{collection}-{i}.txt"),
+            collection: collection.into(),
+            content: Some(format!("the {word} number {i}\n").into_bytes()),
+            metadata: None,
+        }
+    });
+    let r = q
+        .bulk_index(tokio_stream::iter(mixed.collect::<Vec<_>>()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.total, r.indexed), (6, 6));
+    for (collection, word, other) in [
+        ("north", "walrus", "penguin"),
+        ("south", "penguin", "walrus"),
+    ] {
+        let hits = q
+            .search(proto::SearchRequest {
+                query: format!("{word} {other} number"),
+                collection: collection.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .hits;
+        let paths: Vec<_> = hits.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{collection}: {paths:?}");
+        assert!(
+            paths
+                .iter()
+                .all(|p| p.starts_with(&format!("/mixed/{collection}-"))),
+            "{collection}: {paths:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::language_of;
+use super::read::TextFile;
 use super::reconcile::IngestDirResult;
 use super::walk::IngestDirOptions;
 use super::{DEFAULT_COLLECTION, Engine, EngineError, Progress, absolute, document_id, field};
-use crate::store::{Condition, Filter};
+use crate::store::{Condition, Filter, Point};
 
 /// One document for [`Engine::ingest_many`].
 #[derive(Debug, Clone)]
@@ -27,6 +28,18 @@ pub struct Document {
     pub content: Option<Vec<u8>>,
     /// Stored with every chunk.
     pub metadata: Option<Value>,
+}
+
+/// A document ready to be judged and written by [`Engine::ingest_many`].
+struct Prepared {
+    /// Absolute path.
+    path: String,
+    file: TextFile,
+    /// Content hash (with the metadata folded in).
+    hash: String,
+    metadata: Option<Value>,
+    /// Its points, unless it looked unchanged when prepared.
+    points: Option<Vec<Point>>,
 }
 
 /// `documents/ingest` result.
@@ -98,26 +111,9 @@ impl Engine {
     ) -> Result<Vec<Result<IngestResult, EngineError>>, EngineError> {
         let collection = collection.unwrap_or(DEFAULT_COLLECTION);
         self.create_collection(collection)?;
-        // Read, decode and hash outside the writer lock.
-        let prepared: Vec<_> = docs
-            .into_iter()
-            .map(|d| {
-                let abs = absolute(&d.path);
-                let file = match d.content {
-                    Some(bytes) => {
-                        self.text_of(&abs, &bytes, language_of(&abs).unwrap_or("text"))?
-                    }
-                    None => self.read_text(&abs)?,
-                };
-                // Metadata is part of what is stored: a change of it is a change.
-                let hash = match &d.metadata {
-                    Some(m) => blake3::hash(format!("{}:{m}", file.hash).as_bytes()).to_hex()[..32]
-                        .to_owned(),
-                    None => file.hash.clone(),
-                };
-                Ok((abs.to_string_lossy().into_owned(), file, hash, d.metadata))
-            })
-            .collect();
+        // Read, decode, hash and make the points outside the writer lock, on the worker
+        // threads (as `ingest_dir` does); the writer lock then only judges and writes.
+        let prepared = self.prepare_all(collection, docs);
         let w = self.writer(collection);
         let _g = w.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(prepared.len());
@@ -125,7 +121,13 @@ impl Engine {
         let mut stale = Vec::new();
         let mut in_batch = std::collections::HashSet::new();
         for p in prepared {
-            let (path_str, file, hash, metadata) = match p {
+            let Prepared {
+                path: path_str,
+                file,
+                hash,
+                metadata,
+                points,
+            } = match p {
                 Ok(p) => p,
                 Err(e) => {
                     out.push(Err(e));
@@ -156,7 +158,11 @@ impl Engine {
                 }));
                 continue;
             }
-            let points = self.points(&path_str, &hash, &file, metadata.as_ref());
+            // Made before the lock unless the document looked unchanged then.
+            let points = match points {
+                Some(points) => points,
+                None => self.points(&path_str, &hash, &file, metadata.as_ref()),
+            };
             let chunks = points.len() as u64;
             batch.extend(points);
             if !stored.is_empty() {
@@ -174,6 +180,75 @@ impl Engine {
         }
         self.store.flush(collection)?;
         Ok(out)
+    }
+
+    /// [`Engine::prepare`] for every document, on up to `workers` threads, in order.
+    fn prepare_all(
+        &self,
+        collection: &str,
+        docs: Vec<Document>,
+    ) -> Vec<Result<Prepared, EngineError>> {
+        let workers = self.config.workers.max(1).min(docs.len());
+        if workers <= 1 {
+            return docs
+                .into_iter()
+                .map(|d| self.prepare(collection, d))
+                .collect();
+        }
+        let mut shares: Vec<Vec<(usize, Document)>> = (0..workers).map(|_| Vec::new()).collect();
+        for (i, d) in docs.into_iter().enumerate() {
+            shares[i % workers].push((i, d));
+        }
+        let mut done: Vec<(usize, Result<Prepared, EngineError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    s.spawn(move || {
+                        share
+                            .into_iter()
+                            .map(|(i, d)| (i, self.prepare(collection, d)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// One document read (or decoded), hashed and, unless the store already holds
+    /// that hash, cut into points.
+    fn prepare(&self, collection: &str, d: Document) -> Result<Prepared, EngineError> {
+        let abs = absolute(&d.path);
+        let file = match d.content {
+            Some(bytes) => self.text_of(&abs, &bytes, language_of(&abs).unwrap_or("text"))?,
+            None => self.read_text(&abs)?,
+        };
+        // Metadata is part of what is stored: a change of it is a change.
+        let hash = match &d.metadata {
+            Some(m) => {
+                blake3::hash(format!("{}:{m}", file.hash).as_bytes()).to_hex()[..32].to_owned()
+            }
+            None => file.hash.clone(),
+        };
+        let path = abs.to_string_lossy().into_owned();
+        // Judged again under the writer lock; this look only spares the work.
+        let points = (self.stored_hashes(collection, &path)? != [hash.clone()])
+            .then(|| self.points(&path, &hash, &file, d.metadata.as_ref()));
+        Ok(Prepared {
+            path,
+            file,
+            hash,
+            metadata: d.metadata,
+            points,
+        })
     }
 
     /// Indexes every text file under `root` (honouring `.gitignore`/`.ignore`, skipping

@@ -519,14 +519,18 @@ impl Quarry for QuarryService {
         let mut files = req.into_inner();
         let mut out = proto::BulkIndexResponse::default();
         // Files are written in batches (one store write and one flush each), up to
-        // BATCH_FILES files or BATCH_BYTES bytes.
+        // BATCH_FILES files or BATCH_BYTES bytes; the next batch is received while one is
+        // written (at most one in flight; dropped, it is aborted and its work cancelled).
         const BATCH_FILES: usize = 64;
         const BATCH_BYTES: usize = 8 << 20;
         let mut batch: Vec<proto::IndexFileRequest> = Vec::new();
         let mut bytes = 0;
+        let mut in_flight: Option<Written> = None;
         loop {
             let next = files.message().await?;
             let end = next.is_none();
+            // A file of another collection than the batch's starts the next batch.
+            let mut next_batch = None;
             if let Some(file) = next {
                 out.total += 1;
                 if file.content.is_none() {
@@ -536,49 +540,34 @@ impl Quarry for QuarryService {
                         kind: ErrorKind::InvalidParams.as_str().to_owned(),
                         message: "BulkIndex needs each file's content".into(),
                     });
+                } else if batch
+                    .first()
+                    .is_some_and(|b| b.collection != file.collection)
+                {
+                    next_batch = Some(file);
                 } else {
                     bytes += file.content.as_ref().map_or(0, Vec::len);
                     batch.push(file);
                 }
             }
-            if !batch.is_empty() && (end || batch.len() >= BATCH_FILES || bytes >= BATCH_BYTES) {
-                let files_now = std::mem::take(&mut batch);
+            let full = batch.len() >= BATCH_FILES || bytes >= BATCH_BYTES;
+            if !batch.is_empty() && (end || full || next_batch.is_some()) {
                 bytes = 0;
-                let paths: Vec<String> = files_now.iter().map(|f| f.path.clone()).collect();
-                let collection = collection(files_now[0].collection.clone());
-                let docs: Vec<Document> = files_now
-                    .into_iter()
-                    .map(|f| Document {
-                        path: PathBuf::from(f.path),
-                        content: f.content,
-                        metadata: f.metadata.map(|m| Value::Object(json_of_struct(m))),
-                    })
-                    .collect();
-                let results = self
-                    .run(CallMeta::default(), move |e, _| {
-                        e.ingest_many(collection.as_deref(), docs)
-                    })
-                    .await
-                    .map_err(st)?;
-                for (path, r) in paths.into_iter().zip(results) {
-                    match r {
-                        Ok(r) if r.unchanged => out.unchanged += 1,
-                        Ok(_) => out.indexed += 1,
-                        Err(e) => {
-                            let e = rpc_error(e);
-                            out.failed += 1;
-                            out.errors.push(proto::FileError {
-                                path,
-                                kind: e.kind.as_str().to_owned(),
-                                message: e.message,
-                            });
-                        }
-                    }
+                let started = self.write_batch(std::mem::take(&mut batch));
+                if let Some(previous) = in_flight.replace(started) {
+                    previous.fold_into(&mut out).await?;
                 }
+            }
+            if let Some(file) = next_batch {
+                bytes += file.content.as_ref().map_or(0, Vec::len);
+                batch.push(file);
             }
             if end {
                 break;
             }
+        }
+        if let Some(last) = in_flight {
+            last.fold_into(&mut out).await?;
         }
         Ok(Response::new(out))
     }
@@ -914,7 +903,68 @@ impl Quarry for QuarryService {
     }
 }
 
+/// A `BulkIndex` batch being written: its paths and its task.
+struct Written {
+    paths: Vec<String>,
+    task: tokio_util::task::AbortOnDropHandle<
+        Result<Vec<Result<crate::engine::IngestResult, EngineError>>, RpcError>,
+    >,
+}
+
+impl Written {
+    /// Waits for the batch and adds its outcome to `out`. Errors: the store's.
+    async fn fold_into(self, out: &mut proto::BulkIndexResponse) -> Result<(), Status> {
+        let results = self
+            .task
+            .await
+            .map_err(|e| st(RpcError::internal(format!("batch task failed: {e}"))))?
+            .map_err(st)?;
+        for (path, r) in self.paths.into_iter().zip(results) {
+            match r {
+                Ok(r) if r.unchanged => out.unchanged += 1,
+                Ok(_) => out.indexed += 1,
+                Err(e) => {
+                    let e = rpc_error(e);
+                    out.failed += 1;
+                    out.errors.push(proto::FileError {
+                        path,
+                        kind: e.kind.as_str().to_owned(),
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl QuarryService {
+    /// Starts writing one `BulkIndex` batch (its files share one collection).
+    fn write_batch(&self, files: Vec<proto::IndexFileRequest>) -> Written {
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let collection = collection(files[0].collection.clone());
+        let docs: Vec<Document> = files
+            .into_iter()
+            .map(|f| Document {
+                path: PathBuf::from(f.path),
+                content: f.content,
+                metadata: f.metadata.map(|m| Value::Object(json_of_struct(m))),
+            })
+            .collect();
+        let service = self.clone();
+        let task = tokio::spawn(async move {
+            service
+                .run(CallMeta::default(), move |e, _| {
+                    e.ingest_many(collection.as_deref(), docs)
+                })
+                .await
+        });
+        Written {
+            paths,
+            task: tokio_util::task::AbortOnDropHandle::new(task),
+        }
+    }
+
     /// `IndexFile` and each file of `BulkIndex`.
     async fn index_one(
         &self,
