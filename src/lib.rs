@@ -17,5 +17,6 @@ pub mod methods;
 pub mod metrics;
 pub mod registry;
 pub mod rpc;
+pub mod share;
 pub mod store;
 pub mod supervise;

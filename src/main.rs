@@ -414,8 +414,18 @@ fn serve(args: ServeArgs) -> ExitCode {
     // Opened by the first engine method: control methods never need the store, and a
     // folder held by another process is an error of that call, not of the server.
     let engine = args.store.lazy(args.max_watches);
-    let router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
+    let mut router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
     let grpc = !args.no_grpc;
+    // GRPC.md §6: the first process on a data folder owns it; a later one follows it,
+    // carrying the engine methods to the owner (and takes over if the owner goes).
+    let share = quarry::share::Share::new(engine.clone(), || {
+        if let Err(e) = registry::set_role("owner") {
+            tracing::warn!(error = %e, "cannot update the registry entry");
+        }
+    });
+    // The owner serves its followers' sessions with the methods as they are here.
+    let owner_router = router.clone();
+    share.wrap(&mut router);
     let data_dir = args.store.data_dir();
     let Ok(resolved) = args.grpc.resolve() else {
         return ExitCode::from(2);
@@ -428,8 +438,19 @@ fn serve(args: ServeArgs) -> ExitCode {
     let mut config = config;
     config.slots = Some(slots.clone());
     config.stats = Some(stats.clone());
+    config.role = Some(share.report());
+    let sessions = quarry::share::session::Sessions {
+        router: owner_router,
+        config: ServerConfig {
+            endpoint: None,
+            role: None,
+            ..config.clone()
+        },
+        engine: engine.clone(),
+    };
     run_stdio(input, output, guard, "server", move |i, o| async move {
         let mut config = config;
+        share.decide().await;
         // Metrics and the gRPC endpoints are extras of the stdio host: a failure to
         // bind them is logged, never fatal.
         if let Some(addr) = grpc_args.metrics_listen
@@ -439,10 +460,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         let endpoint = if grpc {
             match start_endpoints(
-                QuarryService::new(engine, slots, stats),
+                QuarryService::new(engine, slots, stats).with_sessions(sessions),
                 &grpc_args,
                 resolved,
                 &data_dir,
+                share.report(),
             )
             .await
             {
@@ -475,6 +497,7 @@ async fn start_endpoints(
     grpc: &GrpcArgs,
     resolved: Resolved,
     data_dir: &std::path::Path,
+    role: quarry::rpc::RoleReport,
 ) -> std::io::Result<Endpoints> {
     let Resolved { token, tls } = resolved;
     let secure = tls.is_some();
@@ -491,6 +514,9 @@ async fn start_endpoints(
     entry.token = token.map(|t| t.to_string());
     entry.tcp = tcp.as_ref().and_then(|e| e.tcp).map(|a| a.to_string());
     entry.tls = secure;
+    if let Some((role, _)) = (role.0)() {
+        entry.role = role.to_owned();
+    }
     if let Err(e) = registry::publish(&entry) {
         tracing::warn!(error = %e, "cannot write the registry entry");
     }
@@ -592,11 +618,27 @@ fn daemon(args: DaemonArgs) -> ExitCode {
                 return 2;
             }
         };
+        // A daemon owns its folder; `quarry serve`s started on it follow it.
+        let stats = Arc::new(Stats::default());
+        let sessions = quarry::share::session::Sessions {
+            router: quarry::methods::router(false, Some(engine.clone())),
+            config: ServerConfig {
+                max_concurrency: args.max_concurrency as usize,
+                max_queue: args.max_queue as usize,
+                shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+                slots: Some(slots.clone()),
+                stats: Some(stats.clone()),
+                ..ServerConfig::default()
+            },
+            engine: engine.clone(),
+        };
+        let pid = std::process::id();
         let endpoint = match start_endpoints(
-            QuarryService::new(engine, slots, Arc::new(Stats::default())),
+            QuarryService::new(engine, slots, stats).with_sessions(sessions),
             &grpc_args,
             resolved,
             &data_dir,
+            quarry::rpc::RoleReport(Arc::new(move || Some(("owner", pid)))),
         )
         .await
         {

@@ -158,6 +158,9 @@ pub struct WatchStartParams {
     pub exclude: Option<Vec<String>>,
     /// Quiet time in ms before a burst of changes is applied (default 200, 10–60000).
     pub debounce_ms: Option<u64>,
+    /// Run under this id instead of a fresh one: a follower re-arming its host's watch
+    /// on a new owner after a takeover (GRPC.md §6). `invalid_params` if it is in use.
+    pub watch_id: Option<String>,
 }
 
 /// `watch/start` result.
@@ -218,6 +221,7 @@ pub fn register_watch(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
                             exclude: p.exclude.unwrap_or_default(),
                         },
                         debounce: p.debounce_ms.map(Duration::from_millis),
+                        id: p.watch_id,
                     };
                     let notifier = ctx.notifier.clone();
                     let sink = Arc::new(move |e: WatchEvent| notifier.send("watch/event", &e));
@@ -435,6 +439,26 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
         },
     );
 }
+
+/// The methods a follower carries to the owner of its data folder (GRPC.md §6): every
+/// engine and watch method.
+pub const OWNER_METHODS: &[&str] = &[
+    "collections/list",
+    "collections/create",
+    "collections/delete",
+    "documents/ingest",
+    "documents/ingestDir",
+    "documents/delete",
+    "search/query",
+    "search/symbols",
+    "watch/start",
+    "watch/stop",
+    "watch/list",
+];
+
+/// The owner methods that only read: retried on the new owner when the owner is lost
+/// mid-call (GRPC.md §6); the others are answered `owner_lost`.
+pub const READ_ONLY_METHODS: &[&str] = &["search/query", "search/symbols", "collections/list"];
 
 /// Every method `quarry serve` answers; the `debug/*` test aids only when `debug`.
 /// `engine` is opened by the first engine method; `None` only to document them.

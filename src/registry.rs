@@ -147,6 +147,21 @@ pub fn publish(entry: &Entry) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// Sets the `role` of this process's entry (`owner` after a takeover, GRPC.md §6), if
+/// it has one.
+///
+/// Errors: the entry cannot be read or written again.
+pub fn set_role(role: &str) -> std::io::Result<()> {
+    let path = dir()?.join(format!("{}.json", std::process::id()));
+    let mut entry: Entry = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    entry.role = role.to_owned();
+    publish(&entry).map(|_| ())
+}
+
 /// Removes this process's entry.
 pub fn withdraw(pid: u32) {
     if let Ok(d) = dir() {

@@ -446,6 +446,7 @@ fn the_proto_names_every_rpc_of_the_contract() {
             ("Search", false, false),
             ("Watch", false, true),
             ("Stats", false, false),
+            ("Session", true, true),
         ]
     );
     // The descriptor carries the documentation (reflection clients show it).

@@ -134,4 +134,11 @@ pub struct HealthResult {
     pub rss_bytes: u64,
     /// The serving process's version.
     pub version: String,
+    /// For a server on a data folder (GRPC.md §6): `owner` (it holds the store) or
+    /// `follower` (it carries engine methods to the owner); absent before either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The pid of the data folder's owner (this process's own when it is the owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_pid: Option<u32>,
 }

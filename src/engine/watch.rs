@@ -80,6 +80,9 @@ pub struct WatchSpec {
     /// Quiet time before a burst of changes is applied: [`MIN_DEBOUNCE`] to
     /// [`MAX_DEBOUNCE`], default [`DEFAULT_DEBOUNCE`].
     pub debounce: Option<Duration>,
+    /// The id to run under (a watch re-armed on a new owner after a takeover, GRPC.md
+    /// §6); `None`: a fresh one, `w<pid>-<n>`, unique across the processes of a folder.
+    pub id: Option<String>,
 }
 
 /// Debounce of a watch that names none.
@@ -221,13 +224,27 @@ impl Watches {
         }
         let root = absolute(&spec.root);
         super::require_dir(&root)?;
+        if let Some(id) = &spec.id
+            && self.list().iter().any(|w| &w.watch_id == id)
+        {
+            return Err(EngineError::InvalidInput {
+                field: "watchId",
+                message: format!("a watch {id} is already running"),
+            });
+        }
         let reservation = self.reserve()?;
         let (tx, rx) = mpsc::channel::<DebounceEventResult>();
         let mut debouncer = new_debouncer(debounce, None, tx).map_err(|e| watch_error(&root, e))?;
         debouncer
             .watch(&root, RecursiveMode::Recursive)
             .map_err(|e| watch_error(&root, e))?;
-        let id = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let id = spec.id.clone().unwrap_or_else(|| {
+            format!(
+                "w{}-{}",
+                std::process::id(),
+                self.next.fetch_add(1, Ordering::Relaxed)
+            )
+        });
         let info = WatchInfo {
             watch_id: id.clone(),
             root: root.to_string_lossy().into_owned(),

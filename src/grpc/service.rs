@@ -49,6 +49,8 @@ pub struct QuarryService {
     /// Cancelled when the drain starts (GRPC.md §4): new calls are `UNAVAILABLE` and
     /// open streams end with `UNAVAILABLE` (`ErrorInfo` reason `shutting_down`).
     draining: CancellationToken,
+    /// Followers' sessions (GRPC.md §6), when this process serves a host's router.
+    sessions: Option<Arc<crate::share::session::Sessions>>,
 }
 
 impl QuarryService {
@@ -63,7 +65,14 @@ impl QuarryService {
             started: Instant::now(),
             allow_roots: None,
             draining: CancellationToken::new(),
+            sessions: None,
         }
+    }
+
+    /// The same service answering followers' `Session`s with `sessions`.
+    pub fn with_sessions(mut self, sessions: crate::share::session::Sessions) -> Self {
+        self.sessions = Some(Arc::new(sessions));
+        self
     }
 
     /// The same service confined to `roots` (the TCP endpoint's): `IndexFile` without
@@ -81,6 +90,8 @@ impl QuarryService {
             started: self.started,
             allow_roots: Some(Arc::new(roots)),
             draining: self.draining.clone(),
+            // Sessions are for the followers of this machine, on the local socket only.
+            sessions: None,
         }
     }
 
@@ -811,6 +822,7 @@ impl Quarry for QuarryService {
                     exclude: r.exclude,
                 },
                 debounce: (r.debounce_ms != 0).then(|| Duration::from_millis(r.debounce_ms)),
+                id: None,
             };
             let armed = |info: &crate::engine::watch::WatchInfo| {
                 *watch_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.watch_id.clone());
@@ -858,6 +870,26 @@ impl Quarry for QuarryService {
         Ok(Response::new(Box::pin(Guarded::new(
             UnboundedReceiverStream::new(rx),
             stopper.drop_guard(),
+            &self.draining,
+        ))))
+    }
+
+    type SessionStream = ResponseStream<proto::JsonRpcFrame>;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<proto::JsonRpcFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.open()?;
+        let Some(sessions) = &self.sessions else {
+            return Err(Status::unimplemented(
+                "this endpoint takes no follower sessions (only a `quarry serve` or `quarry daemon` owning its data folder, on its local socket)",
+            ));
+        };
+        let rx = sessions.serve(req.into_inner());
+        Ok(Response::new(Box::pin(Guarded::new(
+            ReceiverStream::new(rx),
+            CancellationToken::new().drop_guard(),
             &self.draining,
         ))))
     }

@@ -14,7 +14,7 @@ pub mod writer;
 
 pub use quarry_protocol::{ErrorKind, RpcError};
 pub use router::{MethodKind, Notifier, Progress, RequestContext, Router, ServerState};
-pub use server::{ServerConfig, serve};
+pub use server::{RoleReport, ServerConfig, serve};
 
 use control::{CancelRequestParams, CancelledParams, Empty};
 

@@ -26,8 +26,11 @@ use super::control::StatsResult;
 /// The future a handler returns once erased.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Box<RawValue>, RpcError>> + Send>>;
 
-pub(crate) type Handler =
-    dyn Fn(Option<Box<RawValue>>, RequestContext) -> HandlerFuture + Send + Sync;
+pub type Handler = dyn Fn(Option<Box<RawValue>>, RequestContext) -> HandlerFuture + Send + Sync;
+
+/// A queued method's handler once erased: raw params (`_meta` removed) and the request
+/// context in, the raw result out.
+pub type RawHandler = Arc<Handler>;
 
 /// What a control method may read: the state of the server answering it.
 pub trait ServerState: Send + Sync {
@@ -72,6 +75,8 @@ pub struct RequestContext {
     pub progress: Progress,
     /// Sends other notifications (e.g. `watch/event`), now or later.
     pub notifier: Notifier,
+    /// The request's `_meta.priority`.
+    pub priority: quarry_protocol::Priority,
 }
 
 /// Sends notifications to the host from anywhere (any thread, after the request).
@@ -211,13 +216,14 @@ pub struct MethodDoc {
     pub result: Option<SchemaFn>,
 }
 
+#[derive(Clone)]
 struct Method {
     doc: MethodDoc,
     entry: Entry,
 }
 
 /// The registry of methods a server answers.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Router {
     methods: BTreeMap<&'static str, Method>,
 }
@@ -256,6 +262,33 @@ impl Router {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Replaces the handler of every queued method named in `names` by
+    /// `wrap(name, handler)`: what a follower uses to carry engine methods to the owner
+    /// of its data folder (GRPC.md §6). Params reach the new handler raw, `_meta`
+    /// removed.
+    pub fn wrap_queued(
+        &mut self,
+        names: &[&str],
+        wrap: impl Fn(&'static str, RawHandler) -> RawHandler,
+    ) {
+        for (name, method) in self.methods.iter_mut() {
+            if let Entry::Queued(handler) = &method.entry
+                && names.contains(name)
+            {
+                method.entry = Entry::Queued(wrap(name, handler.clone()));
+            }
+        }
+    }
+
+    /// The names of the queued methods (those [`Router::wrap_queued`] may wrap).
+    pub fn queued_names(&self) -> Vec<&'static str> {
+        self.methods
+            .iter()
+            .filter(|(_, m)| matches!(m.entry, Entry::Queued(_)))
+            .map(|(n, _)| *n)
+            .collect()
     }
 
     /// Registers a queued method with typed params `P` and result `R`.

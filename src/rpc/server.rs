@@ -55,6 +55,19 @@ pub struct ServerConfig {
     /// Request figures shared with another transport (gRPC), so that `stats` shows both;
     /// `None`: the server keeps its own.
     pub stats: Option<Arc<Stats>>,
+    /// This process's data-folder role for `health` (GRPC.md §6), if it has one.
+    pub role: Option<RoleReport>,
+}
+
+/// Reports `(role, ownerPid)` for `health`: `("owner", own pid)`, `("follower", the
+/// owner's pid)`, or nothing yet.
+#[derive(Clone)]
+pub struct RoleReport(pub Arc<dyn Fn() -> Option<(&'static str, u32)> + Send + Sync>);
+
+impl std::fmt::Debug for RoleReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RoleReport").field(&(self.0)()).finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -68,6 +81,7 @@ impl Default for ServerConfig {
             endpoint: None,
             slots: None,
             stats: None,
+            role: None,
         }
     }
 }
@@ -295,6 +309,7 @@ impl ServerState for Server {
         let occ = self.slots.occupancy();
         let max_queue = self.config.max_queue;
         let crowded = max_queue > 0 && occ.queued * 10 >= max_queue * 9;
+        let role = self.config.role.as_ref().and_then(|r| (r.0)());
         HealthResult {
             status: if self.is_shutting_down() || crowded {
                 HealthStatus::Degraded
@@ -306,6 +321,8 @@ impl ServerState for Server {
             queued: occ.queued,
             rss_bytes: rss_bytes(),
             version: self.config.version.clone(),
+            role: role.map(|(r, _)| r.to_owned()),
+            owner_pid: role.map(|(_, pid)| pid),
         }
     }
 
@@ -408,6 +425,7 @@ impl Server {
                 deadline,
                 progress,
                 notifier: Notifier::new(self.outbox.clone()),
+                priority: meta.priority,
             };
             let work = AssertUnwindSafe(handler(params, ctx)).catch_unwind();
             let result = tokio::select! {
