@@ -33,7 +33,9 @@ fn search(s: &mut Sidecar, id: &str, query: &str) -> Vec<String> {
 #[test]
 fn a_second_server_follows_the_owner_and_takes_over_when_it_exits() {
     let data = tempfile::tempdir().unwrap();
-    let mut a = Sidecar::spawn_in(data.path(), &[]);
+    // A grace longer than `wait_exit` waits: the owner's exit must not wait for its
+    // followers' sessions (it once did, for the whole grace period).
+    let mut a = Sidecar::spawn_in(data.path(), &["--shutdown-grace-ms", "60000"]);
     assert_eq!(role(&mut a), ("owner".to_owned(), i64::from(a.pid())));
     let v = a.request(
         1,
@@ -264,4 +266,222 @@ fn the_cli_names_the_holder_of_a_folder() {
         err.contains("locked") && err.contains(&a.pid().to_string()),
         "{err}"
     );
+}
+
+/// Reads until every id in `ids` is answered; panics on an id answered twice.
+fn collect(s: &mut Sidecar, ids: &[String]) -> std::collections::HashMap<String, Value> {
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < ids.len() {
+        let m = s.recv();
+        let Some(id) = m.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        assert!(ids.iter().any(|i| i == id), "an answer to no request: {m}");
+        assert!(
+            answers.insert(id.to_owned(), m.clone()).is_none(),
+            "{id} answered twice"
+        );
+    }
+    answers
+}
+
+/// `(path, score to 4 places)` of every hit, sorted.
+fn hits(v: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<_> = result_of(v)["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap().to_owned(),
+                format!("{:.4}", h["score"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+const ANIMALS: [&str; 8] = [
+    "otter", "badger", "heron", "lynx", "marten", "stoat", "plover", "newt",
+];
+
+fn doc(host: usize, i: usize) -> Value {
+    json!({
+        "path": format!("/hosts/{host}/{i}.txt"),
+        "content": format!("the {} and the {} of host {host} number {i}",
+            ANIMALS[(host + i) % 8], ANIMALS[(host * 3 + i) % 8]),
+    })
+}
+
+#[test]
+fn four_hosts_at_once_answer_every_request_like_one_process() {
+    // The reference: one process holding everything.
+    let reference = tempfile::tempdir().unwrap();
+    let mut one = Sidecar::spawn_in(reference.path(), &[]);
+    for host in 0..4 {
+        for i in 0..10 {
+            let v = one.request(format!("{host}-{i}"), "documents/ingest", doc(host, i));
+            assert_eq!(result_of(&v)["chunks"], 1);
+        }
+    }
+    let expected: Vec<_> = ANIMALS
+        .iter()
+        .map(|a| hits(&one.request(*a, "search/query", json!({"query": a, "limit": 50}))))
+        .collect();
+
+    // Four hosts on one folder, each ingesting its share and searching while the
+    // others ingest, every request pipelined.
+    let shared = tempfile::tempdir().unwrap();
+    let hosts: Vec<Sidecar> = (0..4)
+        .map(|_| Sidecar::spawn_in(shared.path(), &[]))
+        .collect();
+    let hosts: Vec<Sidecar> = std::thread::scope(|scope| {
+        let running: Vec<_> = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(host, mut s)| {
+                scope.spawn(move || {
+                    let mut ids = Vec::new();
+                    for i in 0..10 {
+                        let id = format!("i{i}");
+                        s.send(&json!({"jsonrpc": "2.0", "id": id, "method": "documents/ingest", "params": doc(host, i)}));
+                        ids.push(id);
+                        let id = format!("q{i}");
+                        s.send(&json!({"jsonrpc": "2.0", "id": id, "method": "search/query",
+                            "params": {"query": ANIMALS[i % 8]}}));
+                        ids.push(id);
+                    }
+                    let answers = collect(&mut s, &ids);
+                    for (id, v) in &answers {
+                        assert!(v.get("result").is_some(), "host {host} {id}: {v}");
+                    }
+                    s
+                })
+            })
+            .collect();
+        running.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Once all is in, every host sees exactly what the single process sees.
+    for mut s in hosts {
+        for (a, want) in ANIMALS.iter().zip(&expected) {
+            let got = hits(&s.request(*a, "search/query", json!({"query": a, "limit": 50})));
+            assert_eq!(&got, want, "{a}");
+        }
+    }
+}
+
+#[test]
+fn a_killed_owner_under_load_loses_no_request_and_answers_none_twice() {
+    let data = tempfile::tempdir().unwrap();
+    let mut a = Sidecar::spawn_in(data.path(), &[]);
+    for i in 0..20 {
+        let v = a.request(i, "documents/ingest", doc(9, i as usize));
+        assert!(v.get("result").is_some(), "{v}");
+    }
+    let followers: Vec<Sidecar> = (0..2)
+        .map(|_| Sidecar::spawn_in(data.path(), &[]))
+        .collect();
+    let a_pid = a.pid();
+    let followers: Vec<(Sidecar, std::collections::HashMap<String, Value>)> = std::thread::scope(
+        |scope| {
+            let running: Vec<_> = followers
+                .into_iter()
+                .enumerate()
+                .map(|(f, mut s)| {
+                    scope.spawn(move || {
+                        let mut ids = Vec::new();
+                        // 1.5 s of searches and ingests, the owner killed 0.4 s in.
+                        let start = std::time::Instant::now();
+                        let mut n = 0;
+                        while start.elapsed() < std::time::Duration::from_millis(1500) {
+                            let id = format!("s{n}");
+                            s.send(&json!({"jsonrpc": "2.0", "id": id, "method": "search/query",
+                                "params": {"query": ANIMALS[n % 8]}}));
+                            ids.push(id);
+                            if n % 5 == 0 {
+                                let id = format!("w{n}");
+                                s.send(&json!({"jsonrpc": "2.0", "id": id, "method": "documents/ingest",
+                                    "params": doc(10 + f, n)}));
+                                ids.push(id);
+                            }
+                            n += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                        let answers = collect(&mut s, &ids);
+                        (s, answers)
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            a.signal(rustix::process::Signal::KILL);
+            running.into_iter().map(|h| h.join().unwrap()).collect()
+        },
+    );
+    a.wait_exit();
+    let mut lost = 0;
+    for (_, answers) in &followers {
+        for (id, v) in answers {
+            if id.starts_with('s') {
+                // Read-only: retried on the new owner, always answered with a result.
+                assert!(v.get("result").is_some(), "{id}: {v}");
+            } else if v.get("error").is_some() {
+                // A write in flight when the owner died: `owner_lost`, never silence.
+                assert_error(v, -32004, "sidecar_exited");
+                assert_eq!(v["error"]["data"]["reason"], "owner_lost", "{v}");
+                assert_eq!(v["error"]["data"]["ownerPid"], a_pid, "{v}");
+                lost += 1;
+            }
+        }
+    }
+    eprintln!("writes answered owner_lost: {lost}");
+    let mut followers: Vec<Sidecar> = followers.into_iter().map(|(s, _)| s).collect();
+    let roles: Vec<_> = followers.iter_mut().map(role).collect();
+    assert_eq!(
+        roles.iter().filter(|(r, _)| r == "owner").count(),
+        1,
+        "{roles:?}"
+    );
+}
+
+#[test]
+fn a_follower_that_exits_leaves_the_owner_and_its_watches_unaffected() {
+    let data = tempfile::tempdir().unwrap();
+    let mut a = Sidecar::spawn_in(data.path(), &[]);
+    let mine = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    let v = a.request("w", "watch/start", json!({"root": mine.path()}));
+    let my_watch = result_of(&v)["watchId"].as_str().unwrap().to_owned();
+    let mut b = Sidecar::spawn_in(data.path(), &[]);
+    let v = b.request("w", "watch/start", json!({"root": theirs.path()}));
+    assert!(v.get("result").is_some(), "{v}");
+    let v = a.request("l", "watch/list", Value::Null);
+    assert_eq!(result_of(&v)["watches"].as_array().unwrap().len(), 2, "{v}");
+    b.signal(rustix::process::Signal::KILL);
+    b.wait_exit();
+    // The follower's watch ends with its session; the owner's own lives on.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let v = a.request("l2", "watch/list", Value::Null);
+        let ids: Vec<_> = result_of(&v)["watches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["watchId"].as_str().unwrap().to_owned())
+            .collect();
+        if ids == std::slice::from_ref(&my_watch) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ids:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(role(&mut a).0, "owner");
+    std::fs::write(mine.path().join("still.txt"), "the owner still watches\n").unwrap();
+    let event = loop {
+        let m = a.recv();
+        if m["method"] == "watch/event" {
+            break m;
+        }
+    };
+    assert_eq!(event["params"]["watchId"], my_watch.as_str());
 }

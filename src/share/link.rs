@@ -61,8 +61,14 @@ impl Link {
             .max_decoding_message_size(crate::grpc::endpoint::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::grpc::endpoint::MAX_MESSAGE_BYTES);
         let (out, rx) = mpsc::unbounded_channel();
-        let mut request =
-            tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        let closed = CancellationToken::new();
+        // The request side ends with the response side, so that the owner's drain never
+        // waits for a half-open session.
+        let outgoing = futures_util::StreamExt::take_until(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            closed.clone().cancelled_owned(),
+        );
+        let mut request = tonic::Request::new(outgoing);
         if let Some(t) = token
             && let Ok(v) = format!("Bearer {t}").parse()
         {
@@ -75,7 +81,7 @@ impl Link {
             .into_inner();
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
-            closed: CancellationToken::new(),
+            closed,
         });
         let reader = shared.clone();
         tokio::spawn(async move {
