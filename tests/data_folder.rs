@@ -485,3 +485,39 @@ fn a_follower_that_exits_leaves_the_owner_and_its_watches_unaffected() {
     };
     assert_eq!(event["params"]["watchId"], my_watch.as_str());
 }
+
+#[test]
+fn supervised_hosts_share_a_folder_and_a_follower_stays_healthy() {
+    let data = tempfile::tempdir().unwrap();
+    let supervised = || {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args([
+            "supervise",
+            "--health-interval-ms",
+            "100",
+            "--health-timeout-ms",
+            "300",
+            "--",
+        ])
+        .arg(bin())
+        .arg("serve")
+        .env("QUARRY_DATA_DIR", data.path());
+        Sidecar::spawn_cmd(cmd)
+    };
+    let mut first = supervised();
+    let v = first.request(
+        1,
+        "documents/ingest",
+        json!({"path": "/s/ibis.txt", "content": "the ibis wades"}),
+    );
+    assert!(v.get("result").is_some(), "{v}");
+    let mut second = supervised();
+    assert_eq!(search(&mut second, "q", "ibis"), ["/s/ibis.txt"]);
+    // Twenty health checks later the follower was never taken for unhealthy.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let v = second.request("st", "supervisor/status", Value::Null);
+    let st = result_of(&v);
+    assert_eq!(st["state"], "ready", "{st}");
+    assert_eq!(st["restarts"], 0, "{st}");
+    assert_eq!(role(&mut second).0, "follower");
+}
