@@ -24,7 +24,7 @@ use crate::rpc::{Notifier, Progress, RequestContext};
 #[derive(Debug, Clone, Copy)]
 pub struct Lost;
 
-type Reply = Result<Value, Lost>;
+type Reply = Result<Result<Box<RawValue>, RpcError>, Lost>;
 
 struct Shared {
     pending: Mutex<HashMap<u64, (oneshot::Sender<Reply>, Progress)>>,
@@ -172,8 +172,7 @@ impl Link {
         let reply = rx.await.unwrap_or(Err(Lost));
         let mut guard = guard;
         guard.armed = false;
-        let reply = reply?;
-        Ok(answer_of(reply))
+        reply
     }
 
     fn send(&self, message: &Value) -> bool {
@@ -209,29 +208,46 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
+/// The parts of a message from the owner that routing needs; the result stays raw.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default, borrow)]
+    method: Option<&'a str>,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
 /// One message from the owner: a response to a call, a progress notification for a
 /// call, or a notification for the host (`watch/event`).
 fn dispatch(shared: &Shared, events: &Notifier, bytes: &[u8]) {
-    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+    let Ok(m) = serde_json::from_slice::<Incoming<'_>>(bytes) else {
         tracing::warn!("an unreadable message from the owner");
         return;
     };
-    match v.get("method").and_then(Value::as_str) {
+    match m.method {
         None => {
-            let Some(id) = v.get("id").and_then(Value::as_u64) else {
-                return;
-            };
+            let Some(id) = m.id else { return };
             let waiting = shared
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
             if let Some((tx, _)) = waiting {
-                let _ = tx.send(Ok(v));
+                let answer = match (m.result, m.error) {
+                    (Some(result), _) => Ok(result.to_owned()),
+                    (None, error) => Err(error_of(&error.unwrap_or_default())),
+                };
+                let _ = tx.send(Ok(answer));
             }
         }
         Some("notifications/progress") => {
-            let p = &v["params"];
+            let p = m.params.unwrap_or_default();
             let Some(id) = p.get("progressToken").and_then(Value::as_u64) else {
                 return;
             };
@@ -251,19 +267,14 @@ fn dispatch(shared: &Shared, events: &Notifier, bytes: &[u8]) {
                 );
             }
         }
-        Some("watch/event") => events.send("watch/event", &v["params"]),
+        Some("watch/event") => events.send("watch/event", &m.params.unwrap_or_default()),
         // `sidecar/ready` of the session, and anything else, is not the host's.
         Some(_) => {}
     }
 }
 
-/// The owner's response as a result or a protocol error.
-fn answer_of(response: Value) -> Result<Box<RawValue>, RpcError> {
-    if let Some(result) = response.get("result") {
-        return serde_json::value::to_raw_value(result)
-            .map_err(|e| RpcError::internal(format!("the owner's result: {e}")));
-    }
-    let error = &response["error"];
+/// The owner's `error` object as a protocol error.
+fn error_of(error: &Value) -> RpcError {
     let message = error["message"].as_str().unwrap_or("error").to_owned();
     let mut data = error["data"].as_object().cloned().unwrap_or_default();
     let kind = data
@@ -272,7 +283,7 @@ fn answer_of(response: Value) -> Result<Box<RawValue>, RpcError> {
         .unwrap_or(ErrorKind::Internal);
     let mut e = RpcError::new(kind, message);
     e.data = data;
-    Err(e)
+    e
 }
 
 /// The kind whose `data.kind` string is `name`.

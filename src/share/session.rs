@@ -48,7 +48,9 @@ impl Sessions {
         let ids = starts.clone();
         tokio::spawn(async move {
             while let Ok(Some(frame)) = input.message().await {
-                if let Ok(v) = serde_json::from_slice::<Value>(&frame.message)
+                // Parsed only when it may be one: most frames are not `watch/start`.
+                if memchr::memmem::find(&frame.message, b"\"watch/start\"").is_some()
+                    && let Ok(v) = serde_json::from_slice::<Value>(&frame.message)
                     && v["method"] == "watch/start"
                 {
                     ids.lock()
@@ -76,7 +78,10 @@ impl Sessions {
         tokio::spawn(async move {
             let mut lines = FramedRead::new(from_server, LinesCodec::new_with_max_length(max + 1));
             while let Some(Ok(line)) = lines.next().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                // Parsed only while a `watch/start` awaits its answer.
+                let awaited = !starts.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                if awaited
+                    && let Ok(v) = serde_json::from_str::<Value>(&line)
                     && v.get("method").is_none()
                     && starts
                         .lock()
