@@ -154,6 +154,7 @@ fn progress_cancellation_and_watches_through_a_follower() {
     b.send(&json!({"jsonrpc": "2.0", "id": "ing", "method": "documents/ingestDir",
         "params": {"root": tree.path(), "collection": "geckos", "_meta": {"progressToken": "tok"}}}));
     let mut progress = 0;
+    let started = std::time::Instant::now();
     let result = loop {
         let m = b.recv();
         if m["method"] == "notifications/progress" {
@@ -164,6 +165,7 @@ fn progress_cancellation_and_watches_through_a_follower() {
         }
     };
     assert_eq!(result_of(&result)["files"], 1500, "{result}");
+    let whole_ingest = started.elapsed();
     assert!(progress >= 1, "no progress through the follower");
 
     // Cancellation through the follower stops the owner's work.
@@ -184,6 +186,24 @@ fn progress_cancellation_and_watches_through_a_follower() {
     b.cancel("again");
     let v = b.response("again");
     assert_error(&v, -32800, "cancelled");
+    // A deadline through the follower: answered `timeout`, the owner's work stopped.
+    let v = b.request(
+        "late",
+        "documents/ingestDir",
+        json!({"root": tree.path(), "collection": "geckos3", "_meta": {"timeoutMs": 30}}),
+    );
+    assert_eq!(v["error"]["data"]["kind"], "timeout", "{v}");
+    // Twice as long as the whole ingest took: had the owner gone on, it would be done.
+    std::thread::sleep(whole_ingest * 2);
+    let v = a.request("c", "collections/list", Value::Null);
+    let geckos3 = result_of(&v)["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "geckos3")
+        .map(|c| c["documents"].as_u64().unwrap_or(0))
+        .unwrap_or(0);
+    assert!(geckos3 < 1500, "the owner finished a timed-out ingest: {v}");
 
     // A watch started through the follower sees changes; its events reach b's host.
     let watched = tempfile::tempdir().unwrap();

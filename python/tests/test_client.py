@@ -428,3 +428,39 @@ def test_error_classes_match_the_schema() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_two_clients_on_one_data_folder_share_one_index(tmp_path: Path) -> None:
+    """GRPC.md §6 from Python, with no change to the client: the second process follows
+    the first, and takes the folder over when the first is killed."""
+
+    async def main() -> None:
+        async with spawn(tmp_path) as first, spawn(tmp_path) as second:
+            owner = await first.call("health")
+            assert owner["role"] == "owner"
+            health = await second.call("health")
+            assert health["role"] == "follower"
+            assert health["ownerPid"] == owner["ownerPid"]
+            await first.call(
+                "documents/ingest", {"path": "/py/quail.txt", "content": "the quail hides"}
+            )
+            hits = (await second.call("search/query", {"query": "quail"}))["hits"]
+            assert [h["path"] for h in hits] == ["/py/quail.txt"]
+            # Progress through the follower arrives under the caller's own callback.
+            seen: List[Any] = []
+            result = await second.call(
+                "documents/ingestDir",
+                {"root": str(CORPUS)},
+                on_progress=lambda p: seen.append(p),
+            )
+            assert result["files"] > 0 and seen
+            # kill -9 of the owning sidecar: one of the two processes owns the folder
+            # next (the follower, or the restart of the killed one), both keep answering.
+            os.kill(owner["ownerPid"], signal.SIGKILL)
+            for q in (second, first):
+                hits = (await q.call("search/query", {"query": "quail"}))["hits"]
+                assert [h["path"] for h in hits] == ["/py/quail.txt"]
+            roles = sorted([(await q.call("health"))["role"] for q in (first, second)])
+            assert roles == ["follower", "owner"]
+
+    run(main())
