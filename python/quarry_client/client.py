@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Union
 
 from . import process
 from .connection import STREAM_LIMIT, Connection, Subscribers
@@ -50,15 +51,16 @@ def _tree_params(
     return params
 
 
-class _Spawn:
-    """``QuarryClient.spawn(...)``: an async context manager, or awaitable."""
+class _Opening:
+    """``QuarryClient.spawn(...)``, ``connect(...)``, ``discover(...)``, ``auto(...)``: an
+    async context manager (closing the client on exit), or an awaitable."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        self._kwargs = kwargs
+    def __init__(self, open: Callable[[], Awaitable["QuarryClient"]]) -> None:
+        self._open = open
         self._client: Optional[QuarryClient] = None
 
     async def _start(self) -> "QuarryClient":
-        self._client = await QuarryClient._start(**self._kwargs)
+        self._client = await self._open()
         return self._client
 
     def __await__(self):  # type: ignore[no-untyped-def]
@@ -82,23 +84,31 @@ class QuarryClient:
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
-        supervised: bool,
+        reader: asyncio.StreamReader,
+        writer: Any,
+        *,
+        proc: Optional[asyncio.subprocess.Process] = None,
+        session: Any = None,
+        supervised: bool = False,
         max_line_bytes: int = STREAM_LIMIT,
     ) -> None:
-        assert proc.stdout is not None and proc.stdin is not None
         self._proc = proc
+        self._session = session
         self.supervised = supervised
+        #: ``"stdio"`` (a child's pipes) or ``"grpc"`` (a ``Session`` on a channel).
+        self.transport = "stdio" if proc is not None else "grpc"
         self._events = Subscribers()
         self._notifications = Subscribers()
         self._watch_events = Subscribers()
         self._ready: "asyncio.Future[Dict[str, Any]]" = asyncio.get_running_loop().create_future()
         self._closed = False
         self._conn = Connection(
-            proc.stdout, proc.stdin, max_line_bytes=max_line_bytes, on_notification=self._notification
+            reader, writer, max_line_bytes=max_line_bytes, on_notification=self._notification
         )
         self._conn.start()
-        self._stderr = asyncio.create_task(self._read_stderr())
+        self._stderr: Optional["asyncio.Task[None]"] = (
+            asyncio.create_task(self._read_stderr()) if proc is not None else None
+        )
         #: The last ``sidecar/ready`` params.
         self.ready: Dict[str, Any] = {}
 
@@ -115,7 +125,7 @@ class QuarryClient:
         ready_timeout: float = 60.0,
         max_line_bytes: int = STREAM_LIMIT,
         **flags: Any,
-    ) -> _Spawn:
+    ) -> _Opening:
         """Spawns the sidecar: ``quarry supervise [supervisor flags] -- quarry serve
         [flags]`` (or ``quarry serve [flags]`` when ``supervised=False``), and waits for
         ``sidecar/ready``. ``flags`` map to command-line flags
@@ -123,15 +133,101 @@ class QuarryClient:
         ``--debug-methods``); supervisor flags (``max_restarts``, ``max_rss_mb``, …) go
         to ``quarry supervise``. A response line longer than ``max_line_bytes`` fails
         its call with :class:`MessageTooLarge` and the connection goes on."""
-        return _Spawn(
-            binary=binary,
-            supervised=supervised,
-            data_dir=data_dir,
-            env=env,
-            ready_timeout=ready_timeout,
-            max_line_bytes=max_line_bytes,
-            flags=flags,
+        return _Opening(
+            lambda: cls._start(
+                binary=binary,
+                supervised=supervised,
+                data_dir=data_dir,
+                env=env,
+                ready_timeout=ready_timeout,
+                max_line_bytes=max_line_bytes,
+                flags=flags,
+            )
         )
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        token: Optional[str] = None,
+        tls: "Union[None, bool, bytes, str, Path]" = None,
+        server_name: Optional[str] = None,
+        ready_timeout: float = 30.0,
+        max_line_bytes: int = STREAM_LIMIT,
+    ) -> _Opening:
+        """Connects over gRPC (the ``grpc`` extra) to a running Quarry — a ``quarry
+        daemon``, or the local endpoint of another host's ``quarry serve`` — at
+        ``target``: ``unix:/path/to.sock`` or ``host:port``. ``token`` is the bearer
+        token (GRPC.md §3); ``tls`` is ``True`` (system roots) or the CA that signed the
+        server's certificate (PEM bytes or a file), ``server_name`` the name to check.
+        The typed API is the same as over :meth:`spawn`."""
+        return _Opening(
+            lambda: cls._connect(target, token, tls, server_name, ready_timeout, max_line_bytes)
+        )
+
+    @classmethod
+    async def _connect(
+        cls,
+        target: str,
+        token: Optional[str],
+        tls: "Union[None, bool, bytes, str, Path]",
+        server_name: Optional[str],
+        ready_timeout: float,
+        max_line_bytes: int,
+    ) -> "QuarryClient":
+        from . import grpc_transport
+
+        chan = grpc_transport.channel(target, tls=tls, server_name=server_name)
+        session = grpc_transport.Session(chan, token, max_line_bytes)
+        client = cls(session.reader, session.writer, session=session, max_line_bytes=max_line_bytes)
+        try:
+            client.ready = await asyncio.wait_for(asyncio.shield(client._ready), ready_timeout)
+        except BaseException as e:
+            error = session.error
+            await client.close()
+            if error is not None and not isinstance(e, asyncio.CancelledError):
+                raise ConnectionLost(f"{target}: {error.code().name}: {error.details()}") from e
+            raise
+        return client
+
+    @classmethod
+    def discover(cls, data_dir: Optional[PathLike] = None, **connect: Any) -> _Opening:
+        """Connects to a live Quarry found in this user's registry (GRPC.md §5; stale
+        entries skipped) — the owner of ``data_dir`` when given — with its token.
+        Raises :class:`FileNotFoundError` when there is none."""
+
+        async def open() -> "QuarryClient":
+            from . import registry
+
+            found = registry.find(data_dir)
+            if found is None:
+                where = f" for {data_dir}" if data_dir is not None else ""
+                raise FileNotFoundError(f"no live Quarry in {registry.runtime_dir()}{where}")
+            return await cls._connect(
+                "unix:" + found.unix,
+                found.token,
+                None,
+                None,
+                float(connect.get("ready_timeout", 30.0)),
+                int(connect.get("max_line_bytes", STREAM_LIMIT)),
+            )
+
+        return _Opening(open)
+
+    @classmethod
+    def auto(cls, data_dir: Optional[PathLike] = None, **spawn: Any) -> _Opening:
+        """A running Quarry of ``data_dir`` found in the registry (over gRPC), else a
+        spawned one (over stdio; ``spawn`` are :meth:`spawn`'s arguments). Either way
+        the same typed API; two callers on one machine share one index."""
+
+        async def open() -> "QuarryClient":
+            try:
+                return await cls.discover(data_dir)._start()
+            except (FileNotFoundError, ImportError, ConnectionLost):
+                return await cls.spawn(data_dir=data_dir, **spawn)._start()
+
+        return _Opening(open)
 
     @classmethod
     async def _start(
@@ -147,7 +243,10 @@ class QuarryClient:
     ) -> "QuarryClient":
         argv = process.command_line(find_binary(binary), supervised, data_dir, flags)
         proc = await process.spawn(argv, env)
-        client = cls(proc, supervised, max_line_bytes)
+        assert proc.stdout is not None and proc.stdin is not None
+        client = cls(
+            proc.stdout, proc.stdin, proc=proc, supervised=supervised, max_line_bytes=max_line_bytes
+        )
         try:
             client.ready = await asyncio.wait_for(asyncio.shield(client._ready), ready_timeout)
         except BaseException:
@@ -157,8 +256,11 @@ class QuarryClient:
 
     @property
     def pid(self) -> int:
-        """Pid of the spawned process (the supervisor when supervised)."""
-        return self._proc.pid
+        """Pid of the spawned process (the supervisor when supervised); over gRPC, the
+        serving process's (from its ``sidecar/ready``)."""
+        if self._proc is not None:
+            return self._proc.pid
+        return int(self.ready.get("pid", 0))
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stops the sidecar: ``shutdown`` (it drains), then closes stdin, then
@@ -167,21 +269,29 @@ class QuarryClient:
         if self._closed:
             return
         self._closed = True
+        if self._proc is None:
+            # Over gRPC the server is not ours: end the session, keep the server.
+            self._conn.abort(ConnectionLost("the client was closed"))
+            await asyncio.shield(self._session.close())
+            return
         try:
             await asyncio.shield(self._stop(timeout))
         finally:
             if self._proc.returncode is None:
                 process.kill_group(self._proc, signal.SIGKILL)
-            self._stderr.cancel()
+            if self._stderr is not None:
+                self._stderr.cancel()
             self._conn.abort(ConnectionLost("the client was closed"))
 
     async def _stop(self, timeout: float) -> None:
+        assert self._proc is not None
         await process.stop(self._proc, lambda: self._conn.request("shutdown", None), timeout)
         await self._conn.wait_closed(2.0)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._stderr), 2.0)
-        except (asyncio.TimeoutError, Exception):
-            pass
+        if self._stderr is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stderr), 2.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
 
     async def __aenter__(self) -> "QuarryClient":
         return self
@@ -211,7 +321,7 @@ class QuarryClient:
         self._notifications.publish(Notification(method, params))
 
     async def _read_stderr(self) -> None:
-        assert self._proc.stderr is not None
+        assert self._proc is not None and self._proc.stderr is not None
         stderr = self._proc.stderr
         while True:
             try:

@@ -7,6 +7,7 @@
 //! - [`middleware`], [`stats`]: the tower layers around every call.
 //! - [`endpoint`]: the runtime folder, the socket, serving and the drain.
 
+pub mod confine;
 pub mod endpoint;
 pub mod middleware;
 pub mod service;

@@ -79,10 +79,8 @@ impl QuarryService {
     /// content, `IngestDir` and `Watch` read only under them. An empty list allows no
     /// path at all.
     pub fn confined(&self, roots: &[PathBuf]) -> Self {
-        let roots = roots
-            .iter()
-            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| crate::engine::absolute(r)))
-            .collect();
+        let roots = super::confine::canonical_roots(roots);
+        let sessions = self.sessions.as_ref().map(|s| Arc::new(s.confined(&roots)));
         QuarryService {
             engine: self.engine.clone(),
             slots: self.slots.clone(),
@@ -90,8 +88,8 @@ impl QuarryService {
             started: self.started,
             allow_roots: Some(Arc::new(roots)),
             draining: self.draining.clone(),
-            // Sessions are for the followers of this machine, on the local socket only.
-            sessions: None,
+            // Over TCP, sessions read paths only under the same roots.
+            sessions,
         }
     }
 
@@ -118,18 +116,9 @@ impl QuarryService {
     /// `INVALID_ARGUMENT` `invalid_path` unless `path` is under an allowed root, `..`
     /// and symlinks resolved (always allowed on the local socket).
     fn confine(&self, path: &str) -> Result<(), Status> {
-        let Some(roots) = &self.allow_roots else {
-            return Ok(());
-        };
-        let abs = crate::engine::absolute(std::path::Path::new(path));
-        let real = std::fs::canonicalize(&abs).unwrap_or(abs);
-        if roots.iter().any(|r| real.starts_with(r)) {
-            Ok(())
-        } else {
-            Err(st(RpcError::new(
-                ErrorKind::InvalidPath,
-                format!("{path} is outside the folders this endpoint may read (--allow-root)"),
-            )))
+        match &self.allow_roots {
+            None => Ok(()),
+            Some(roots) => super::confine::confine(roots, path).map_err(st),
         }
     }
 }

@@ -29,10 +29,49 @@ pub struct Sessions {
     pub engine: Arc<LazyEngine>,
 }
 
+/// The path `name` would read with `params`, if any: `root`, or `path` of an ingest
+/// without `content`.
+fn read_path(name: &str, params: Option<&serde_json::value::RawValue>) -> Option<String> {
+    let v: Value = serde_json::from_str(params?.get()).ok()?;
+    let key = match name {
+        "documents/ingest" if v.get("content").is_some_and(|c| !c.is_null()) => return None,
+        "documents/ingest" => "path",
+        _ => "root",
+    };
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
 /// The bytes one session may buffer each way before it waits, bytes.
 const PIPE_BYTES: usize = 1 << 20;
 
 impl Sessions {
+    /// The same sessions with every path a method would read (`documents/ingest`
+    /// without content, `documents/ingestDir`, `watch/start`) confined to `roots`
+    /// (canonical): the TCP endpoint's (GRPC.md §4).
+    pub fn confined(&self, roots: &[std::path::PathBuf]) -> Sessions {
+        let roots: Arc<Vec<std::path::PathBuf>> = Arc::new(roots.to_vec());
+        let mut router = self.router.clone();
+        router.wrap_queued(
+            &["documents/ingest", "documents/ingestDir", "watch/start"],
+            |name, inner| {
+                let roots = roots.clone();
+                Arc::new(move |params, ctx| {
+                    let checked = read_path(name, params.as_deref())
+                        .map_or(Ok(()), |p| crate::grpc::confine::confine(&roots, &p));
+                    match checked {
+                        Ok(()) => inner(params, ctx),
+                        Err(e) => Box::pin(async move { Err(e) }),
+                    }
+                })
+            },
+        );
+        Sessions {
+            router,
+            config: self.config.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+
     /// Serves one session: `input` are the follower's frames; the owner's come out of
     /// the returned receiver, ending when the connection does.
     pub fn serve(
