@@ -38,6 +38,7 @@ from .types import (
     Notification,
     Progress,
     SearchHit,
+    SyncResult,
     Skipped,
     SupervisorEvent,
     WatchEvent,

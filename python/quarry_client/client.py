@@ -17,6 +17,7 @@ from .connection import STREAM_LIMIT, Connection, Subscribers
 from .errors import ConnectionLost, QuarryError
 from .process import PathLike, find_binary
 from .types import (
+    SyncResult,
     CollectionInfo,
     Health,
     IngestDirResult,
@@ -520,6 +521,38 @@ class QuarryClient:
     async def watches(self) -> List[Dict[str, Any]]:
         """The running watches: ``[{watchId, root, collection}]``."""
         return list((await self.call("watch/list"))["watches"])
+
+    async def sync(
+        self,
+        folder: PathLike,
+        *,
+        collection: Optional[str] = None,
+        prefix: Optional[PathLike] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = None,
+    ) -> "SyncResult":
+        """Brings ``collection`` up to date with ``folder`` by GRPC.md §2's
+        ``SyncIndex`` (gRPC connections only): a SHA-256 manifest of every file under
+        it (hidden ones skipped) goes first, then only the content the server asks for;
+        documents under ``prefix`` (default: the folder) that the folder no longer has
+        are deleted. A second sync with nothing changed sends no content. For an engine
+        that does not share this machine's file system."""
+        if self._session is None:
+            raise NotImplementedError(
+                "sync needs a gRPC connection (QuarryClient.connect or discover); "
+                "a spawned engine shares the file system: use ingest_dir"
+            )
+        from .sync import sync
+
+        return await sync(
+            self._session.channel,
+            self._session.token,
+            folder,
+            collection=collection,
+            prefix=prefix,
+            on_progress=on_progress,
+            timeout=timeout,
+        )
 
     async def delete(
         self,

@@ -120,6 +120,7 @@ class Session:
 
     def __init__(self, chan: grpc.aio.Channel, token: Optional[str], limit: int) -> None:
         self.channel = chan
+        self.token = token
         stub = quarry_pb2_grpc.QuarryStub(chan)
         self._call = stub.Session(metadata=metadata(token))
         self.reader = asyncio.StreamReader(limit=limit)

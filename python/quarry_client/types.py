@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -186,3 +186,20 @@ class WatchEvent:
             indexed=bool(d.get("indexed", False)),
             error=d.get("error"),
         )
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a ``sync`` did (GRPC.md §2): paths the server asked for, files written,
+    documents deleted, manifest entries already held, files that failed (with why)."""
+
+    needed: int
+    indexed: int
+    deleted: int
+    unchanged: int
+    failed: int
+    elapsed_ms: int
+    #: Per failed file: ``(path, why)``.
+    errors: List[Tuple[str, str]]
+    #: Bytes of content sent.
+    sent_bytes: int

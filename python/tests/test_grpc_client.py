@@ -251,3 +251,36 @@ def test_tls_with_a_certificate_made_here(tmp_path: Path) -> None:
                 await QuarryClient.connect(target, token=token, ready_timeout=5)
 
     run(main())
+
+
+def test_sync_sends_only_what_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "remote"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("the alpaca hums\n")
+    (folder / "sub" / "b.md").write_text("# B\nthe bison grazes\n")
+    (folder / "c.txt").write_text("the caracal leaps\n")
+    (folder / ".hidden").write_text("never sent\n")
+
+    async def main() -> None:
+        with server(tmp_path) as ready:
+            async with QuarryClient.connect(ready["endpoint"]) as q:
+                seen: List[Progress] = []
+                r = await q.sync(folder, collection="mirror", on_progress=seen.append)
+                assert (r.needed, r.indexed, r.unchanged, r.deleted, r.failed) == (3, 3, 0, 0, 0)
+                assert r.sent_bytes > 0 and seen
+                # Nothing changed: nothing asked for, no content sent.
+                r = await q.sync(folder, collection="mirror")
+                assert (r.needed, r.unchanged, r.sent_bytes) == (0, 3, 0)
+                # One changed, one gone: one sent, one deleted.
+                (folder / "a.txt").write_text("the alpaca sings now\n")
+                (folder / "c.txt").unlink()
+                r = await q.sync(folder, collection="mirror")
+                assert (r.needed, r.indexed, r.deleted, r.unchanged) == (1, 1, 1, 1)
+                hits = await q.search("alpaca sings caracal", collection="mirror")
+                assert [h.path for h in hits] == [str(folder / "a.txt")]
+        # Over stdio the engine shares the file system: sync says to use ingest_dir.
+        async with QuarryClient.spawn(os.environ["QUARRY_BIN"], data_dir=tmp_path / "s") as q:
+            with pytest.raises(NotImplementedError):
+                await q.sync(folder)
+
+    run(main())
