@@ -31,7 +31,11 @@ echo "== Python tests"
 cargo build --quiet --bin quarry
 venv="${QUARRY_VENV:-$target/py-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "./python[grpc,mcp]" pytest grpcio grpcio-reflection protobuf "grpcio-tools==1.85.1"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "./python[grpc,mcp]" \
+    pytest grpcio grpcio-reflection protobuf "grpcio-tools==1.85.1" \
+    "mypy==2.4.1" "types-grpcio==1.85.0.20261028" "types-protobuf==7.35.1.20260906"
+echo "== Python types (mypy --strict)"
+(cd python && "$venv/bin/python" -m mypy quarry_client)
 # The binary just built, never another `quarry` on PATH (python/tests/conftest.py
 # refuses to run without QUARRY_BIN).
 QUARRY_BIN="$(cd "$target" && pwd)/debug/quarry" "$venv/bin/python" -m pytest python/tests -q

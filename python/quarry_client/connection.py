@@ -10,7 +10,7 @@ import itertools
 import json
 import logging
 import re
-from typing import Any, Callable, Dict, Iterator, Optional, Set
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 from .errors import ConnectionLost, MessageTooLarge, QuarryError, QuarryTimeout, error_from_response
 from .types import Progress
@@ -89,7 +89,7 @@ class LineSplitter:
         self._head = b""
         self._dropped = 0
 
-    def feed(self, chunk: bytes) -> Iterator[tuple]:
+    def feed(self, chunk: bytes) -> Iterator[Tuple[Any, ...]]:
         """Yields ``("line", bytes)`` and ``("too_large", head, size)`` items."""
         start = 0
         while True:

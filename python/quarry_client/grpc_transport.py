@@ -121,7 +121,7 @@ class Session:
     def __init__(self, chan: grpc.aio.Channel, token: Optional[str], limit: int) -> None:
         self.channel = chan
         self.token = token
-        stub = quarry_pb2_grpc.QuarryStub(chan)
+        stub = quarry_pb2_grpc.QuarryStub(chan)  # type: ignore[no-untyped-call]
         self._call = stub.Session(metadata=metadata(token))
         self.reader = asyncio.StreamReader(limit=limit)
         self.writer = _FrameWriter(self._call)

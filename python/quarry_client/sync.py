@@ -52,7 +52,7 @@ async def sync(
     """Runs one sync of ``folder`` on ``channel``."""
     root = Path(os.path.abspath(os.fspath(folder)))
     entries = await asyncio.get_running_loop().run_in_executor(None, manifest, root)
-    stub = quarry_pb2_grpc.QuarryStub(channel)
+    stub = quarry_pb2_grpc.QuarryStub(channel)  # type: ignore[no-untyped-call]
     call = stub.SyncIndex(metadata=metadata(token), timeout=timeout)
     sent = 0
     errors: List[Tuple[str, str]] = []
