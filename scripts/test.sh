@@ -39,3 +39,13 @@ echo "== Python types (mypy --strict)"
 # The binary just built, never another `quarry` on PATH (python/tests/conftest.py
 # refuses to run without QUARRY_BIN).
 QUARRY_BIN="$(cd "$target" && pwd)/debug/quarry" "$venv/bin/python" -m pytest python/tests -q
+
+echo "== The wheel (maturin, dev profile: the binary just built, packed with the client)"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0"
+rm -rf "$target/wheels"
+"$venv/bin/maturin" build --quiet --profile dev --out "$target/wheels"
+wheel_venv="$target/wheel-venv"
+rm -rf "$wheel_venv"
+python3 -m venv "$wheel_venv"
+"$wheel_venv/bin/python" -m pip install --quiet --disable-pip-version-check "$target"/wheels/quarry_client-*.whl
+env -u QUARRY_BIN PATH=/usr/bin:/bin "$wheel_venv/bin/python" python/tools/wheel_smoke.py

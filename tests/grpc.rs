@@ -474,6 +474,7 @@ async fn sync(
                 sha256: quarry::engine::sha256_hex(c.as_bytes()),
             })
             .collect(),
+        more: false,
     };
     tx.send(proto::SyncRequest {
         request: Some(In::Manifest(manifest)),
@@ -851,4 +852,70 @@ async fn a_drain_ends_open_streams_unavailable_and_health_says_not_serving() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_larger_than_one_message_is_sent_in_parts() {
+    use proto::sync_request::Request as In;
+    use proto::sync_response::Response as Out;
+    let d = Daemon::start();
+    let mut q = QuarryClient::new(channel(&d.socket).await);
+    // 24,000 entries of ~1 KB paths: ~25 MB of manifest, over the 16 MiB message limit,
+    // in parts of 4,000 entries.
+    let long = "p".repeat(1000);
+    let entries: Vec<proto::ManifestEntry> = (0..24_000)
+        .map(|i| proto::ManifestEntry {
+            path: format!("/big/{long}/{i}.txt"),
+            sha256: quarry::engine::sha256_hex(format!("{i}").as_bytes()),
+        })
+        .collect();
+    let parts: Vec<_> = entries.chunks(4000).map(<[_]>::to_vec).collect();
+    let last = parts.len() - 1;
+    let (tx, rx) = tokio::sync::mpsc::channel::<proto::SyncRequest>(16);
+    // The parts are queued before the call: its response starts after the manifest.
+    for (i, part) in parts.into_iter().enumerate() {
+        tx.send(proto::SyncRequest {
+            request: Some(In::Manifest(proto::Manifest {
+                collection: "big".into(),
+                prefix: "/big".into(),
+                entries: part,
+                more: i < last,
+            })),
+        })
+        .await
+        .unwrap();
+    }
+    let mut out = q
+        .sync_index(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    // The Need (~24 MB of paths) comes in parts too.
+    let mut needed = 0;
+    let mut parts = 0;
+    loop {
+        let Some(Out::Need(need)) = out.message().await.unwrap().and_then(|m| m.response) else {
+            panic!("no Need after the manifest");
+        };
+        needed += need.paths.len();
+        parts += 1;
+        if !need.more {
+            break;
+        }
+    }
+    assert_eq!(needed, 24_000, "every part's entries are asked for");
+    assert!(parts > 1, "a Need over the message limit in one part");
+    tx.send(proto::SyncRequest {
+        request: Some(In::Done(proto::Done {})),
+    })
+    .await
+    .unwrap();
+    let result = loop {
+        match out.message().await.unwrap().and_then(|m| m.response) {
+            Some(Out::Result(r)) => break r,
+            Some(_) => {}
+            None => panic!("no result"),
+        }
+    };
+    assert_eq!((result.needed, result.failed), (24_000, 24_000));
 }

@@ -528,12 +528,13 @@ class QuarryClient:
         *,
         collection: Optional[str] = None,
         prefix: Optional[PathLike] = None,
+        exclude: Sequence[str] = (),
         on_progress: Optional[ProgressCallback] = None,
         timeout: Optional[float] = None,
     ) -> "SyncResult":
         """Brings ``collection`` up to date with ``folder`` by GRPC.md §2's
         ``SyncIndex`` (gRPC connections only): a SHA-256 manifest of every file under
-        it (hidden ones skipped) goes first, then only the content the server asks for;
+        it (hidden ones, and folders named in ``exclude``, skipped) goes first, then only the content the server asks for;
         documents under ``prefix`` (default: the folder) that the folder no longer has
         are deleted. A second sync with nothing changed sends no content. For an engine
         that does not share this machine's file system."""
@@ -552,6 +553,7 @@ class QuarryClient:
             prefix=prefix,
             on_progress=on_progress,
             timeout=timeout,
+            exclude=exclude,
         )
 
     async def delete(

@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sysconfig
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
@@ -30,8 +31,9 @@ SUPERVISOR_FLAGS = frozenset(
 
 
 def find_binary(binary: Optional[PathLike] = None) -> str:
-    """The ``quarry`` executable: the argument, ``$QUARRY_BIN``, ``PATH``, then the
-    repository's ``target/release`` (or ``$CARGO_TARGET_DIR/release``).
+    """The ``quarry`` executable: the argument, ``$QUARRY_BIN``, the one the wheel
+    installed beside this interpreter's scripts, ``PATH``, then the repository's
+    ``target/release`` (or ``$CARGO_TARGET_DIR/release``).
 
     Raises :class:`FileNotFoundError` naming where it looked (an explicit ``binary`` or
     ``$QUARRY_BIN`` that is not an executable is an error, never silently replaced)."""
@@ -42,6 +44,11 @@ def find_binary(binary: Optional[PathLike] = None) -> str:
                 return str(p)
             raise FileNotFoundError(f"{what}={p} is not an executable file")
     tried: List[str] = []
+    # The binary the wheel carries, installed beside this interpreter's scripts.
+    bundled = Path(sysconfig.get_path("scripts")) / "quarry"
+    if bundled.is_file() and os.access(bundled, os.X_OK):
+        return str(bundled)
+    tried.append(str(bundled))
     on_path = shutil.which("quarry")
     if on_path:
         return on_path

@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import grpc
 import grpc.aio
@@ -19,12 +19,18 @@ from .process import PathLike
 from .types import Progress, SyncResult
 
 
-def manifest(folder: Path) -> Dict[str, str]:
+#: Bytes of paths per manifest message (the server takes at most 16 MiB a message).
+MANIFEST_PART_BYTES = 4 * 1024 * 1024
+#: Largest file sent: what fits one message with room for its path.
+MAX_CONTENT_BYTES = 16 * 1024 * 1024 - 64 * 1024
+
+
+def manifest(folder: Path, exclude: Sequence[str] = ()) -> Dict[str, str]:
     """``{absolute path: hex SHA-256}`` of every file under ``folder`` (hidden files and
-    folders skipped, symlinks not followed)."""
+    folders, and folders named in ``exclude``, skipped; symlinks not followed)."""
     out: Dict[str, str] = {}
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in exclude)
         for name in sorted(files):
             if name.startswith("."):
                 continue
@@ -48,32 +54,55 @@ async def sync(
     prefix: Optional[PathLike],
     on_progress: Optional[Callable[[Progress], None]],
     timeout: Optional[float],
+    exclude: Sequence[str] = (),
 ) -> SyncResult:
     """Runs one sync of ``folder`` on ``channel``."""
     root = Path(os.path.abspath(os.fspath(folder)))
-    entries = await asyncio.get_running_loop().run_in_executor(None, manifest, root)
+    entries = await asyncio.get_running_loop().run_in_executor(None, manifest, root, exclude)
     stub = quarry_pb2_grpc.QuarryStub(channel)  # type: ignore[no-untyped-call]
     call = stub.SyncIndex(metadata=metadata(token), timeout=timeout)
     sent = 0
     errors: List[Tuple[str, str]] = []
     try:
-        await call.write(
-            quarry_pb2.SyncRequest(
-                manifest=quarry_pb2.Manifest(
-                    collection=collection or "",
-                    prefix=os.fspath(prefix) if prefix is not None else str(root),
-                    entries=[quarry_pb2.ManifestEntry(path=p, sha256=h) for p, h in entries.items()],
+        # A manifest over the message limit goes in parts (`more` on all but the last).
+        parts: List[List[quarry_pb2.ManifestEntry]] = [[]]
+        size = 0
+        for p, h in entries.items():
+            if size + len(p) > MANIFEST_PART_BYTES and parts[-1]:
+                parts.append([])
+                size = 0
+            parts[-1].append(quarry_pb2.ManifestEntry(path=p, sha256=h))
+            size += len(p) + 80
+        for i, part in enumerate(parts):
+            await call.write(
+                quarry_pb2.SyncRequest(
+                    manifest=quarry_pb2.Manifest(
+                        collection=collection or "",
+                        prefix=os.fspath(prefix) if prefix is not None else str(root),
+                        entries=part,
+                        more=i + 1 < len(parts),
+                    )
                 )
             )
-        )
-        first = await call.read()
-        if first is grpc.aio.EOF or first.WhichOneof("response") != "need":
-            raise ConnectionLost("SyncIndex: the server did not answer the manifest with Need")
+        # So may the Need.
+        needed: List[str] = []
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF or msg.WhichOneof("response") != "need":
+                raise ConnectionLost("SyncIndex: the server did not answer the manifest with Need")
+            needed.extend(msg.need.paths)
+            if not msg.need.more:
+                break
 
         async def send() -> None:
             nonlocal sent
-            for path in first.need.paths:
+            for path in needed:
                 try:
+                    if Path(path).stat().st_size > MAX_CONTENT_BYTES:
+                        # One message could not carry it (and the engine would refuse
+                        # it as too large): not sent, the server counts it failed.
+                        errors.append((path, "larger than one gRPC message; not sent"))
+                        continue
                     content = Path(path).read_bytes()
                 except OSError:
                     continue  # gone meanwhile: the server counts it failed
@@ -108,6 +137,7 @@ async def sync(
                         elapsed_ms=r.elapsed_ms,
                         errors=errors,
                         sent_bytes=sent,
+                        skipped=r.skipped,
                     )
         finally:
             sender.cancel()

@@ -203,3 +203,6 @@ class SyncResult:
     errors: List[Tuple[str, str]]
     #: Bytes of content sent.
     sent_bytes: int
+    #: Entries whose content the server refused before at that hash (binary, too
+    #: large, empty): not sent again.
+    skipped: int = 0

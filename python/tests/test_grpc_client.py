@@ -260,22 +260,25 @@ def test_sync_sends_only_what_changed(tmp_path: Path) -> None:
     (folder / "sub" / "b.md").write_text("# B\nthe bison grazes\n")
     (folder / "c.txt").write_text("the caracal leaps\n")
     (folder / ".hidden").write_text("never sent\n")
+    (folder / "blob.bin").write_bytes(bytes(range(256)) * 64)
 
     async def main() -> None:
         with server(tmp_path) as ready:
             async with QuarryClient.connect(ready["endpoint"]) as q:
                 seen: List[Progress] = []
                 r = await q.sync(folder, collection="mirror", on_progress=seen.append)
-                assert (r.needed, r.indexed, r.unchanged, r.deleted, r.failed) == (3, 3, 0, 0, 0)
+                assert (r.needed, r.indexed, r.unchanged, r.deleted, r.failed) == (4, 3, 0, 0, 1)
+                assert r.errors[0][0] == str(folder / "blob.bin"), r.errors
                 assert r.sent_bytes > 0 and seen
-                # Nothing changed: nothing asked for, no content sent.
+                # Nothing changed: nothing asked for, no content sent — the binary file
+                # the server refused included.
                 r = await q.sync(folder, collection="mirror")
-                assert (r.needed, r.unchanged, r.sent_bytes) == (0, 3, 0)
+                assert (r.needed, r.unchanged, r.skipped, r.sent_bytes) == (0, 3, 1, 0)
                 # One changed, one gone: one sent, one deleted.
                 (folder / "a.txt").write_text("the alpaca sings now\n")
                 (folder / "c.txt").unlink()
                 r = await q.sync(folder, collection="mirror")
-                assert (r.needed, r.indexed, r.deleted, r.unchanged) == (1, 1, 1, 1)
+                assert (r.needed, r.indexed, r.deleted, r.unchanged, r.skipped) == (1, 1, 1, 1, 1)
                 hits = await q.search("alpaca sings caracal", collection="mirror")
                 assert [h.path for h in hits] == [str(folder / "a.txt")]
         # Over stdio the engine shares the file system: sync says to use ingest_dir.

@@ -164,6 +164,10 @@ pub struct Engine {
     config: EngineConfig,
     /// Serialises writers per collection, so two ingests of one file cannot interleave.
     writers: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Per collection, content `SyncIndex` sent that the engine refused (binary, too
+    /// large, empty, not UTF-8): absolute path → SHA-256, so that a later sync does not
+    /// ask for the same bytes again (GRPC.md §2). Kept for the process's lifetime.
+    refused: Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
 /// Absolute, lexically normalised form of `path` (relative to the working directory).
@@ -230,6 +234,7 @@ impl Engine {
             embedder,
             config,
             writers: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         })
     }
 

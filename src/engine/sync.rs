@@ -28,6 +28,9 @@ pub struct SyncPlan {
     pub unchanged: u64,
     /// Documents under the prefix that the manifest does not list, now deleted.
     pub deleted: u64,
+    /// Manifest entries whose content this engine refused before at that very hash
+    /// (binary, too large, empty, not UTF-8): not asked for again.
+    pub skipped: u64,
 }
 
 impl Engine {
@@ -93,13 +96,21 @@ impl Engine {
             }
         }
         let mut plan = SyncPlan::default();
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = refused.entry(collection.to_owned()).or_default();
+        // What the manifest no longer lists under the prefix is forgotten.
+        let prefix_str = prefix.to_string_lossy().into_owned();
+        refused.retain(|p, _| !Path::new(p).starts_with(&prefix_str) || wanted.contains_key(p));
         for (path, sha) in entries {
             let abs = absolute(Path::new(path)).to_string_lossy().into_owned();
+            let sha = sha.to_ascii_lowercase();
             let same = held
                 .get(&abs)
-                .is_some_and(|s| s.len() == 1 && s.contains(&sha.to_ascii_lowercase()));
+                .is_some_and(|s| s.len() == 1 && s.contains(&sha));
             if same {
                 plan.unchanged += 1;
+            } else if refused.get(&abs) == Some(&sha) {
+                plan.skipped += 1;
             } else {
                 plan.needed.push(path.clone());
             }
@@ -117,6 +128,24 @@ impl Engine {
             self.store.flush(collection)?;
         }
         Ok(plan)
+    }
+}
+
+impl Engine {
+    /// Notes that `SyncIndex` content of `path` at `sha256` was refused (or, with
+    /// `None`, that `path` is now indexed), for [`Engine::sync_plan`].
+    pub fn note_sync_refusal(&self, collection: &str, path: &str, sha256: Option<&str>) {
+        let abs = absolute(Path::new(path)).to_string_lossy().into_owned();
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let map = refused.entry(collection.to_owned()).or_default();
+        match sha256 {
+            Some(sha) => {
+                map.insert(abs, sha.to_ascii_lowercase());
+            }
+            None => {
+                map.remove(&abs);
+            }
+        }
     }
 }
 

@@ -591,9 +591,22 @@ impl Quarry for QuarryService {
         };
         let collection = collection(manifest.collection)
             .unwrap_or_else(|| crate::engine::DEFAULT_COLLECTION.to_owned());
-        let entries: Vec<(String, String)> = manifest
-            .entries
+        let mut more = manifest.more;
+        let mut parts = vec![manifest.entries];
+        // A manifest over the message limit comes in parts, each but the last `more`.
+        while more {
+            let Some(In::Manifest(part)) = input.message().await?.and_then(|m| m.request) else {
+                return Err(st(RpcError::invalid_params(
+                    "manifest",
+                    "a manifest part with `more` must be followed by another part",
+                )));
+            };
+            more = part.more;
+            parts.push(part.entries);
+        }
+        let entries: Vec<(String, String)> = parts
             .into_iter()
+            .flatten()
             .map(|e| (e.path, e.sha256.to_ascii_lowercase()))
             .collect();
         let expected: std::collections::HashMap<String, String> = entries.iter().cloned().collect();
@@ -615,19 +628,31 @@ impl Quarry for QuarryService {
         };
         let mut needed: std::collections::HashSet<String> = plan.needed.iter().cloned().collect();
         let total = needed.len() as f64;
-        send(
-            &tx,
-            Out::Need(proto::Need {
-                paths: plan.needed.clone(),
-            }),
-        )
-        .await;
+        // In parts of at most NEED_PART_BYTES of paths, under the message limit.
+        const NEED_PART_BYTES: usize = 4 << 20;
+        let mut parts: Vec<Vec<String>> = vec![Vec::new()];
+        let mut size = 0;
+        for path in &plan.needed {
+            if size + path.len() > NEED_PART_BYTES && !parts[parts.len() - 1].is_empty() {
+                parts.push(Vec::new());
+                size = 0;
+            }
+            size += path.len() + 8;
+            let last = parts.len() - 1;
+            parts[last].push(path.clone());
+        }
+        let count = parts.len();
+        for (i, paths) in parts.into_iter().enumerate() {
+            let more = i + 1 < count;
+            send(&tx, Out::Need(proto::Need { paths, more })).await;
+        }
         let service = self.clone();
         tokio::spawn(async move {
             let mut result = proto::SyncResult {
                 needed: plan.needed.len() as u64,
                 deleted: plan.deleted,
                 unchanged: plan.unchanged,
+                skipped: plan.skipped,
                 ..proto::SyncResult::default()
             };
             let mut done = 0u64;
@@ -649,7 +674,8 @@ impl Quarry for QuarryService {
                                 f.path
                             ))
                         } else {
-                            service
+                            let sha = expected.get(&f.path).cloned();
+                            let indexed = service
                                 .index_one(
                                     CallMeta::default(),
                                     proto::IndexFileRequest {
@@ -659,9 +685,22 @@ impl Quarry for QuarryService {
                                         metadata: None,
                                     },
                                 )
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| e.message)
+                                .await;
+                            // Content refused (or holding nothing to index) is not asked
+                            // for again at the same hash.
+                            if let Some(opened) = service.engine.opened() {
+                                let refused = match &indexed {
+                                    Ok(r) => (r.chunks == 0).then_some(sha.as_deref()).flatten(),
+                                    Err(e) if e.kind == ErrorKind::UnsupportedContent => {
+                                        sha.as_deref()
+                                    }
+                                    Err(_) => None,
+                                };
+                                opened
+                                    .engine
+                                    .note_sync_refusal(&collection, &f.path, refused);
+                            }
+                            indexed.map(|_| ()).map_err(|e| e.message)
                         };
                         match &ack {
                             Ok(()) => result.indexed += 1,

@@ -173,14 +173,16 @@ class ManifestEntry(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("collection", "prefix", "entries")
+    __slots__ = ("collection", "prefix", "entries", "more")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     prefix: str
     entries: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
-    def __init__(self, collection: _Optional[str] = ..., prefix: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ...) -> None: ...
+    more: bool
+    def __init__(self, collection: _Optional[str] = ..., prefix: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class FileContent(_message.Message):
     __slots__ = ("path", "content")
@@ -205,10 +207,12 @@ class SyncRequest(_message.Message):
     def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., file: _Optional[_Union[FileContent, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ...) -> None: ...
 
 class Need(_message.Message):
-    __slots__ = ("paths",)
+    __slots__ = ("paths", "more")
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    more: bool
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class FileAck(_message.Message):
     __slots__ = ("path", "indexed", "error")
@@ -221,20 +225,22 @@ class FileAck(_message.Message):
     def __init__(self, path: _Optional[str] = ..., indexed: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SyncResult(_message.Message):
-    __slots__ = ("needed", "indexed", "deleted", "unchanged", "failed", "elapsed_ms")
+    __slots__ = ("needed", "indexed", "deleted", "unchanged", "failed", "elapsed_ms", "skipped")
     NEEDED_FIELD_NUMBER: _ClassVar[int]
     INDEXED_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     needed: int
     indexed: int
     deleted: int
     unchanged: int
     failed: int
     elapsed_ms: int
-    def __init__(self, needed: _Optional[int] = ..., indexed: _Optional[int] = ..., deleted: _Optional[int] = ..., unchanged: _Optional[int] = ..., failed: _Optional[int] = ..., elapsed_ms: _Optional[int] = ...) -> None: ...
+    skipped: int
+    def __init__(self, needed: _Optional[int] = ..., indexed: _Optional[int] = ..., deleted: _Optional[int] = ..., unchanged: _Optional[int] = ..., failed: _Optional[int] = ..., elapsed_ms: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class SyncResponse(_message.Message):
     __slots__ = ("need", "ack", "progress", "result")
