@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import os
 import signal
 import sys
@@ -33,6 +35,12 @@ log = logging.getLogger("quarry")
 sidecar_log = logging.getLogger("quarry.sidecar")
 
 ProgressCallback = Callable[[Progress], None]
+
+#: Methods that only read: over gRPC, sent again on a new session when the old one was
+#: lost mid-call.
+READ_ONLY = frozenset(
+    {"ping", "health", "stats", "search/query", "search/symbols", "collections/list", "watch/list"}
+)
 
 
 def _tree_params(
@@ -103,15 +111,71 @@ class QuarryClient:
         self._watch_events = Subscribers()
         self._ready: "asyncio.Future[Dict[str, Any]]" = asyncio.get_running_loop().create_future()
         self._closed = False
-        self._conn = Connection(
-            reader, writer, max_line_bytes=max_line_bytes, on_notification=self._notification
-        )
-        self._conn.start()
+        self._max_line = max_line_bytes
+        #: Over gRPC: opens a new session (set by :meth:`connect` / :meth:`discover`).
+        self._reopen: Optional[Callable[[], Awaitable[Any]]] = None
+        self._reconnect_lock = asyncio.Lock()
+        #: How long a lost gRPC session is retried before calls fail, seconds.
+        self.reconnect_timeout = 30.0
+        self._generation = 0
+        self._conn = self._connection(reader, writer)
         self._stderr: Optional["asyncio.Task[None]"] = (
             asyncio.create_task(self._read_stderr()) if proc is not None else None
         )
         #: The last ``sidecar/ready`` params.
         self.ready: Dict[str, Any] = {}
+
+    def _connection(self, reader: asyncio.StreamReader, writer: Any) -> Connection:
+        """A started connection whose notifications count only while it is current."""
+        self._generation += 1
+        generation = self._generation
+
+        def on_notification(method: str, params: Any) -> None:
+            if generation == self._generation:
+                self._notification(method, params)
+
+        conn = Connection(reader, writer, max_line_bytes=self._max_line, on_notification=on_notification)
+        conn.start()
+        return conn
+
+    async def _reconnect(self) -> None:
+        """Over gRPC, after the session was lost (the server restarted, a new owner took
+        the folder): a new session, retried with jittered exponential backoff (50 ms
+        doubling to 2 s) for up to :attr:`reconnect_timeout` seconds.
+
+        Raises :class:`ConnectionLost` when no session could be opened in time."""
+        async with self._reconnect_lock:
+            if not self._conn.closed or self._closed or self._reopen is None:
+                return
+            loop = asyncio.get_running_loop()
+            end = loop.time() + self.reconnect_timeout
+            delay = 0.05
+            while True:
+                session: Any = None
+                try:
+                    session = await self._reopen()
+                    self._events, self._notifications, self._watch_events = (
+                        Subscribers(),
+                        Subscribers(),
+                        Subscribers(),
+                    )
+                    self._ready = loop.create_future()
+                    conn = self._connection(session.reader, session.writer)
+                    self.ready = await asyncio.wait_for(asyncio.shield(self._ready), 10.0)
+                    old, self._session, self._conn = self._session, session, conn
+                    log.info("quarry: reconnected (pid %s)", self.ready.get("pid"))
+                    if old is not None:
+                        with contextlib.suppress(Exception):
+                            await old.close()
+                    return
+                except Exception as e:
+                    if session is not None:
+                        with contextlib.suppress(Exception):
+                            await session.close()
+                    if loop.time() + delay > end:
+                        raise ConnectionLost(f"cannot reconnect: {e}") from e
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, 2.0)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -179,9 +243,17 @@ class QuarryClient:
     ) -> "QuarryClient":
         from . import grpc_transport
 
-        chan = grpc_transport.channel(target, tls=tls, server_name=server_name)
-        session = grpc_transport.Session(chan, token, max_line_bytes)
+        def open_session() -> Any:
+            chan = grpc_transport.channel(target, tls=tls, server_name=server_name)
+            return grpc_transport.Session(chan, token, max_line_bytes)
+
+        session = open_session()
         client = cls(session.reader, session.writer, session=session, max_line_bytes=max_line_bytes)
+
+        async def reopen() -> Any:
+            return open_session()
+
+        client._reopen = reopen
         try:
             client.ready = await asyncio.wait_for(asyncio.shield(client._ready), ready_timeout)
         except BaseException as e:
@@ -205,14 +277,28 @@ class QuarryClient:
             if found is None:
                 where = f" for {data_dir}" if data_dir is not None else ""
                 raise FileNotFoundError(f"no live Quarry in {registry.runtime_dir()}{where}")
-            return await cls._connect(
+            limit = int(connect.get("max_line_bytes", STREAM_LIMIT))
+            client = await cls._connect(
                 "unix:" + found.unix,
                 found.token,
                 None,
                 None,
                 float(connect.get("ready_timeout", 30.0)),
-                int(connect.get("max_line_bytes", STREAM_LIMIT)),
+                limit,
             )
+
+            async def reopen() -> Any:
+                # The folder's Quarry may be another process now: look again.
+                from . import grpc_transport
+
+                again = registry.find(data_dir)
+                if again is None:
+                    raise FileNotFoundError("no live Quarry in the registry")
+                chan = grpc_transport.channel("unix:" + again.unix)
+                return grpc_transport.Session(chan, again.token, limit)
+
+            client._reopen = reopen
+            return client
 
         return _Opening(open)
 
@@ -365,7 +451,18 @@ class QuarryClient:
         if idempotent:
             meta["idempotent"] = True
         grace = None if timeout is None else timeout + 2.0
-        return await self._conn.request(method, params, meta or None, on_progress, grace)
+        retried = False
+        while True:
+            if self._session is not None and self._conn.closed and not self._closed:
+                await self._reconnect()
+            try:
+                return await self._conn.request(method, params, meta or None, on_progress, grace)
+            except ConnectionLost:
+                # Over gRPC a read-only call is sent once more on a new session; others
+                # may have been applied, so they fail (GRPC.md §6's rule, from the client).
+                if self._session is None or self._closed or retried or method not in READ_ONLY:
+                    raise
+                retried = True
 
     # -------------------------------------------------------------- subscriptions
 

@@ -142,6 +142,11 @@ class Connection:
         #: Lines dropped for being longer than ``max_line_bytes``.
         self.too_large_lines = 0
 
+    @property
+    def closed(self) -> bool:
+        """Whether the peer's output has ended (or reading was aborted)."""
+        return self._task is not None and self._task.done()
+
     def start(self) -> None:
         """Starts the reader task."""
         self._task = asyncio.create_task(self._read())

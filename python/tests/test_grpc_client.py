@@ -287,3 +287,28 @@ def test_sync_sends_only_what_changed(tmp_path: Path) -> None:
                 await q.sync(folder)
 
     run(main())
+
+
+def test_a_restarted_daemon_is_reconnected_and_the_next_call_succeeds(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ("--grpc-listen", f"127.0.0.1:{port}", "--token", "steady")
+
+    async def main() -> None:
+        with daemon(tmp_path, *args):
+            q = await QuarryClient.connect(f"127.0.0.1:{port}", token="steady")
+            await q.ingest("/r/gnu.txt", content="the gnu migrates")
+            assert [h.path for h in await q.search("gnu")] == ["/r/gnu.txt"]
+        # The daemon is gone; a new one serves the same folder on the same port.
+        with daemon(tmp_path, *args):
+            try:
+                assert [h.path for h in await q.search("gnu")] == ["/r/gnu.txt"]
+                await q.ingest("/r/okapi.txt", content="the okapi hides")
+                assert q.ready["pid"] == q.pid
+            finally:
+                await q.close()
+
+    run(main())
