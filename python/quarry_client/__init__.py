@@ -33,6 +33,7 @@ from .errors import (
 from .types import (
     CollectionInfo,
     Health,
+    HealthEvent,
     IngestDirResult,
     IngestResult,
     Notification,

@@ -19,6 +19,7 @@ from .connection import STREAM_LIMIT, Connection, Subscribers
 from .errors import ConnectionLost, QuarryError
 from .process import PathLike, find_binary
 from .types import (
+    HealthEvent,
     SyncResult,
     CollectionInfo,
     Health,
@@ -474,6 +475,28 @@ class QuarryClient:
     def notifications(self) -> AsyncIterator[Notification]:
         """Every other notification from now on (``sidecar/ready`` of each restart, ...)."""
         return self._notifications.subscribe()
+
+    async def health_events(self, interval: float = 1.0) -> AsyncIterator["HealthEvent"]:
+        """The connection's health as it changes, polled every ``interval`` seconds: a
+        :class:`HealthEvent` first, then one on every change of ``state`` — ``"ok"`` /
+        ``"degraded"`` (the server's ``health.status``), ``"lost"`` (no answer; over
+        gRPC the session is being reopened), and back. Ends when the client closes."""
+        last: Optional[str] = None
+        while not self._closed:
+            if self._session is not None and self._conn.closed and last != "lost":
+                # Said at once; the next poll waits for the session to be reopened.
+                last = "lost"
+                yield HealthEvent("lost", None, None)
+            health: Optional[Health] = None
+            try:
+                health = Health.from_json(await self.call("health", timeout=max(interval, 1.0)))
+                state = health.status
+            except QuarryError:
+                state = "lost"
+            if state != last:
+                last = state
+                yield HealthEvent(state, health, self.pid if health is not None else None)
+            await asyncio.sleep(interval)
 
     # ---------------------------------------------------------------- typed API
 

@@ -206,3 +206,15 @@ class SyncResult:
     #: Entries whose content the server refused before at that hash (binary, too
     #: large, empty): not sent again.
     skipped: int = 0
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """A change of a connection's health (:meth:`QuarryClient.health_events`)."""
+
+    #: ``"ok"``, ``"degraded"`` or ``"lost"``.
+    state: str
+    #: The server's answer (``None`` when lost).
+    health: Optional[Health]
+    #: The serving process's pid (``None`` when lost).
+    pid: Optional[int]

@@ -302,8 +302,17 @@ def test_a_restarted_daemon_is_reconnected_and_the_next_call_succeeds(tmp_path: 
             q = await QuarryClient.connect(f"127.0.0.1:{port}", token="steady")
             await q.ingest("/r/gnu.txt", content="the gnu migrates")
             assert [h.path for h in await q.search("gnu")] == ["/r/gnu.txt"]
-        # The daemon is gone; a new one serves the same folder on the same port.
+            events = q.health_events(interval=0.05)
+            first = await events.__anext__()
+            assert first.state == "ok" and first.pid == q.pid
+        # The daemon is gone: the health watch says so ...
+        lost = await asyncio.wait_for(events.__anext__(), 30)
+        assert lost.state == "lost" and lost.health is None
+        # ... and a new one serves the same folder on the same port.
         with daemon(tmp_path, *args):
+            back = await asyncio.wait_for(events.__anext__(), 30)
+            assert back.state == "ok" and back.pid == q.pid
+            await events.aclose()
             try:
                 assert [h.path for h in await q.search("gnu")] == ["/r/gnu.txt"]
                 await q.ingest("/r/okapi.txt", content="the okapi hides")
