@@ -541,3 +541,18 @@ fn supervised_hosts_share_a_folder_and_a_follower_stays_healthy() {
     assert_eq!(st["restarts"], 0, "{st}");
     assert_eq!(role(&mut second).0, "follower");
 }
+
+#[test]
+fn an_owner_without_a_socket_is_named_not_waited_for() {
+    let data = tempfile::tempdir().unwrap();
+    // `--no-grpc`: the owner serves no socket, so nothing can follow it.
+    let mut a = Sidecar::spawn_in(data.path(), &["--no-grpc"]);
+    assert_eq!(role(&mut a).0, "owner");
+    let mut b = Sidecar::spawn_in(data.path(), &[]);
+    // Within a 5 s deadline the answer is `locked` naming the owner — not a wait for a
+    // socket that will never come (which once ran into the deadline).
+    let v = b.request(1, "collections/list", json!({"_meta": {"timeoutMs": 5000}}));
+    assert_error(&v, -32013, "storage");
+    assert_eq!(v["error"]["data"]["reason"], "locked", "{v}");
+    assert_eq!(v["error"]["data"]["pid"], a.pid(), "{v}");
+}

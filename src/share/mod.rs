@@ -36,6 +36,10 @@ use link::{Link, Lost};
 /// How long a call waits for a new owner (its socket) before it is answered `locked`.
 const OWNER_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a holder may take to show its socket before it is taken for one that serves
+/// none.
+const SOCKET_GRACE: Duration = Duration::from_secs(2);
+
 /// Where a call runs.
 enum Route {
     /// This process holds the store.
@@ -233,7 +237,8 @@ impl Share {
         if let Some(r) = self.current() {
             return Ok(r);
         }
-        let deadline = tokio::time::Instant::now() + OWNER_WAIT;
+        let started = tokio::time::Instant::now();
+        let deadline = started + OWNER_WAIT;
         loop {
             let lazy = self.engine.clone();
             let opened = tokio::task::spawn_blocking(move || lazy.get().map(|_| ()))
@@ -254,7 +259,15 @@ impl Share {
                 },
                 None => "the holder has not written its pid yet".to_owned(),
             };
-            if tokio::time::Instant::now() >= deadline {
+            // An owner that has had time to start its endpoint and still shows no
+            // socket (a `--no-grpc` server, a CLI ingest) will never have one.
+            let socketless = holder.0.is_some_and(|pid| {
+                started.elapsed() >= SOCKET_GRACE
+                    && crate::grpc::endpoint::runtime_dir()
+                        .map(|d| !d.join(format!("{pid}.sock")).exists())
+                        .unwrap_or(true)
+            });
+            if socketless || tokio::time::Instant::now() >= deadline {
                 let (pid, path) = holder;
                 return Err(
                     rpc_error(EngineError::Storage(StoreError::Locked { pid, path }))
