@@ -20,6 +20,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+#[path = "common/stdlib.rs"]
+mod stdlib;
+
 const BIN: &str = env!("CARGO_BIN_EXE_quarry");
 const SEQUENTIAL: usize = 2000;
 const CONCURRENT_CALLS: usize = 6400;
@@ -139,30 +142,7 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 fn stdlib_files(n: usize) -> (PathBuf, Vec<PathBuf>) {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig;print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .unwrap();
-    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    // Every `.py` under the stdlib (sorted, the first `n`), site-packages left out.
-    let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() && p.file_name().is_some_and(|n| n != "site-packages") => {
-                    dirs.push(p)
-                }
-                Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "py") => files.push(p),
-                _ => {}
-            }
-        }
-    }
-    files.sort();
+    let (root, mut files) = stdlib::py_files();
     files.truncate(n);
     (root, files)
 }

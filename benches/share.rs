@@ -11,11 +11,14 @@
 //! `QUARRY_BENCH_FILES=N`, default 600).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "common/stdlib.rs"]
+mod stdlib;
 
 const BIN: &str = env!("CARGO_BIN_EXE_quarry");
 
@@ -97,35 +100,9 @@ fn pct(v: &mut [Duration], q: f64) -> f64 {
     v[i].as_secs_f64() * 1e6
 }
 
-fn stdlib() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig;print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// The first `n` UTF-8 `.py` files of the stdlib, copied flat into `into`; their bytes.
 fn corpus(n: usize, into: &Path) -> u64 {
-    let root = stdlib();
-    let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() && p.file_name().is_some_and(|n| n != "site-packages") => {
-                    dirs.push(p)
-                }
-                Ok(t) if t.is_file() && p.extension().is_some_and(|x| x == "py") => files.push(p),
-                _ => {}
-            }
-        }
-    }
-    files.sort();
+    let (root, files) = stdlib::py_files();
     let (mut bytes, mut copied) = (0, 0);
     for f in files {
         if copied == n {

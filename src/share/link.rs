@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use quarry_protocol::client::{self, Incoming};
 use quarry_protocol::{ErrorKind, RpcError};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -148,14 +149,18 @@ impl Link {
             serde_json::to_value(ctx.priority).unwrap_or(Value::Null),
         );
         params.insert("_meta".into(), Value::Object(meta));
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let Ok(params) = serde_json::value::to_raw_value(&params) else {
+            return Ok(Err(RpcError::internal("params could not be encoded")));
+        };
+        let mut request = Vec::new();
+        client::encode_request(id, method, Some(&params), &mut request);
         let (tx, rx) = oneshot::channel();
         self.shared
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, (tx, ctx.progress.clone()));
-        if !self.send(&request) {
+        if !self.send(request) {
             self.shared
                 .pending
                 .lock()
@@ -175,11 +180,12 @@ impl Link {
         reply
     }
 
-    fn send(&self, message: &Value) -> bool {
-        match serde_json::to_vec(message) {
-            Ok(bytes) => self.out.send(JsonRpcFrame { message: bytes }).is_ok(),
-            Err(_) => false,
+    /// Sends one encoded line (its newline dropped: a frame is one message).
+    fn send(&self, mut line: Vec<u8>) -> bool {
+        if line.last() == Some(&b'\n') {
+            line.pop();
         }
+        self.out.send(JsonRpcFrame { message: line }).is_ok()
     }
 }
 
@@ -199,89 +205,86 @@ impl Drop for CancelOnDrop<'_> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&self.id);
-            self.link.send(&json!({
-                "jsonrpc": "2.0",
-                "method": "notifications/cancelled",
-                "params": {"requestId": self.id},
-            }));
+            if let Ok(params) = serde_json::value::to_raw_value(&json!({"requestId": self.id})) {
+                let mut line = Vec::new();
+                client::encode_notification("notifications/cancelled", Some(&params), &mut line);
+                self.link.send(line);
+            }
         }
     }
 }
 
-/// The parts of a message from the owner that routing needs; the result stays raw.
-#[derive(serde::Deserialize)]
-struct Incoming<'a> {
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(default, borrow)]
-    method: Option<&'a str>,
-    #[serde(default, borrow)]
-    result: Option<&'a RawValue>,
-    #[serde(default)]
-    error: Option<Value>,
-    #[serde(default)]
-    params: Option<Value>,
-}
-
-/// One message from the owner: a response to a call, a progress notification for a
-/// call, or a notification for the host (`watch/event`).
+/// One message from the owner (decoded by the protocol crate's client role): a
+/// response to a call (its result kept raw), a progress notification for a call, or a
+/// notification for the host (`watch/event`).
 fn dispatch(shared: &Shared, events: &Notifier, bytes: &[u8]) {
-    let Ok(m) = serde_json::from_slice::<Incoming<'_>>(bytes) else {
-        tracing::warn!("an unreadable message from the owner");
-        return;
+    let message = match client::decode_incoming(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "an unreadable message from the owner");
+            return;
+        }
     };
-    match m.method {
-        None => {
-            let Some(id) = m.id else { return };
+    match message {
+        Incoming::Response { id: Some(id), body } => {
             let waiting = shared
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
             if let Some((tx, _)) = waiting {
-                let answer = match (m.result, m.error) {
-                    (Some(result), _) => Ok(result.to_owned()),
-                    (None, error) => Err(error_of(&error.unwrap_or_default())),
+                let _ = tx.send(Ok(body.map(|r| r.to_owned()).map_err(error_of)));
+            }
+        }
+        Incoming::Response { id: None, .. } => {}
+        Incoming::Notification { method, params } => match method.as_str() {
+            "notifications/progress" => {
+                let Some(p) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                else {
+                    return;
                 };
-                let _ = tx.send(Ok(answer));
+                let Some(id) = p.get("progressToken").and_then(Value::as_u64) else {
+                    return;
+                };
+                let progress = shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .map(|(_, p)| p.clone());
+                if let (Some(progress), Some(done)) =
+                    (progress, p.get("progress").and_then(Value::as_f64))
+                {
+                    progress.report(
+                        done,
+                        p.get("total").and_then(Value::as_f64),
+                        p.get("message").and_then(Value::as_str),
+                    );
+                }
             }
-        }
-        Some("notifications/progress") => {
-            let p = m.params.unwrap_or_default();
-            let Some(id) = p.get("progressToken").and_then(Value::as_u64) else {
-                return;
-            };
-            let progress = shared
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .map(|(_, p)| p.clone());
-            if let (Some(progress), Some(done)) =
-                (progress, p.get("progress").and_then(Value::as_f64))
-            {
-                progress.report(
-                    done,
-                    p.get("total").and_then(Value::as_f64),
-                    p.get("message").and_then(Value::as_str),
-                );
+            "watch/event" => {
+                if let Some(params) = params {
+                    events.send("watch/event", &params);
+                }
             }
-        }
-        Some("watch/event") => events.send("watch/event", &m.params.unwrap_or_default()),
-        // `sidecar/ready` of the session, and anything else, is not the host's.
-        Some(_) => {}
+            // `sidecar/ready` of the session, and anything else, is not the host's.
+            _ => {}
+        },
     }
 }
 
-/// The owner's `error` object as a protocol error.
-fn error_of(error: &Value) -> RpcError {
-    let message = error["message"].as_str().unwrap_or("error").to_owned();
-    let mut data = error["data"].as_object().cloned().unwrap_or_default();
-    let kind = data
-        .remove("kind")
-        .and_then(|k| k.as_str().and_then(kind_named))
+/// The owner's error object as a protocol error (its `data.kind` as the kind).
+fn error_of(error: client::ErrorResponse) -> RpcError {
+    let kind = error
+        .kind()
+        .and_then(kind_named)
         .unwrap_or(ErrorKind::Internal);
-    let mut e = RpcError::new(kind, message);
+    let mut data = match error.data {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    data.remove("kind");
+    let mut e = RpcError::new(kind, error.message);
     e.data = data;
     e
 }
