@@ -38,9 +38,16 @@ async fn unix_channel(socket: &Path) -> Channel {
     quarry::grpc::endpoint::connect(socket).await.unwrap()
 }
 
+/// Waits for `path`; a socket until something listens on it (the file appears at
+/// bind(2), a moment before listen(2)).
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
+    let ready = |p: &Path| {
+        p.exists()
+            && (!quarry::grpc::endpoint::is_socket(p)
+                || std::os::unix::net::UnixStream::connect(p).is_ok())
+    };
+    while !ready(path) {
         assert!(
             Instant::now() < deadline,
             "{} never appeared",

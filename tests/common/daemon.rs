@@ -49,11 +49,13 @@ impl Daemon {
             .spawn()
             .unwrap();
         let socket = run.join("quarry").join(format!("{}.sock", child.id()));
+        // Listening, not only bound: the socket file appears at bind(2), a moment before
+        // listen(2), and a connect in between is refused.
         let deadline = Instant::now() + WAIT;
-        while !quarry::grpc::endpoint::is_socket(&socket) {
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "no socket at {}",
+                "nothing listens at {}",
                 socket.display()
             );
             std::thread::sleep(Duration::from_millis(10));
