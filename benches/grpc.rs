@@ -6,10 +6,10 @@
 //! of the same files; the daemon's idle RSS.
 //!
 //! `cargo bench --bench grpc` (`QUARRY_BENCH_FILES=N`: files for the ingest part,
-//! default 1000, every `.py` of the standard library in path order).
+//! default 1000: the first indexable `.py` files of the standard library in path order).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -146,12 +146,6 @@ fn rss_kb(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn stdlib_files(n: usize) -> (PathBuf, Vec<PathBuf>) {
-    let (root, mut files) = stdlib::py_files();
-    files.truncate(n);
-    (root, files)
 }
 
 fn row(name: &str, (p50, p99, rate): (f64, f64, f64), floor: Option<(f64, f64, f64)>) {
@@ -326,25 +320,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let (stdlib, files) = stdlib_files(n);
     let copy = tempfile::tempdir().unwrap();
     let mut bytes = 0u64;
     let mut requests = Vec::new();
-    for f in &files {
-        let content = std::fs::read(f).unwrap();
-        // Only what both sides index: UTF-8 text, not empty, under the 4 MiB file limit.
-        if content.len() > 4 << 20
-            || std::str::from_utf8(&content).map_or(true, |t| t.trim().is_empty())
-        {
-            continue;
-        }
+    for (name, content) in stdlib::flat_texts(n) {
         bytes += content.len() as u64;
-        // Flattened into one folder: `json/decoder.py` becomes `json__decoder.py`.
-        let name = f
-            .strip_prefix(&stdlib)
-            .unwrap()
-            .to_string_lossy()
-            .replace('/', "__");
         std::fs::write(copy.path().join(&name), &content).unwrap();
         requests.push(proto::IndexFileRequest {
             path: format!("/bench/{name}"),

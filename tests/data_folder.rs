@@ -30,6 +30,17 @@ fn search(s: &mut Sidecar, id: &str, query: &str) -> Vec<String> {
     paths
 }
 
+/// The ids of the watches `s` lists.
+fn watch_ids(s: &mut Sidecar, id: &str) -> Vec<String> {
+    let v = s.request(id, "watch/list", Value::Null);
+    result_of(&v)["watches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["watchId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[test]
 fn a_second_server_follows_the_owner_and_takes_over_when_it_exits() {
     let data = tempfile::tempdir().unwrap();
@@ -249,14 +260,8 @@ fn progress_cancellation_and_watches_through_a_follower() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let v = b.request("wl", "watch/list", Value::Null);
-    let ids: Vec<_> = result_of(&v)["watches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["watchId"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids, std::slice::from_ref(&watch_id), "{v}");
+    let ids = watch_ids(&mut b, "wl");
+    assert_eq!(ids, std::slice::from_ref(&watch_id));
     std::fs::write(watched.path().join("after.txt"), "the vole digs\n").unwrap();
     let event = loop {
         let m = b.recv();
@@ -482,13 +487,7 @@ fn a_follower_that_exits_leaves_the_owner_and_its_watches_unaffected() {
     // The follower's watch ends with its session; the owner's own lives on.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let v = a.request("l2", "watch/list", Value::Null);
-        let ids: Vec<_> = result_of(&v)["watches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["watchId"].as_str().unwrap().to_owned())
-            .collect();
+        let ids = watch_ids(&mut a, "l2");
         if ids == std::slice::from_ref(&my_watch) {
             break;
         }

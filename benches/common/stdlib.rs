@@ -32,3 +32,29 @@ pub fn py_files() -> (PathBuf, Vec<PathBuf>) {
     files.sort();
     (root, files)
 }
+
+/// The first `n` `.py` files both sides of a bench index — UTF-8, not blank, at most
+/// 4 MiB (the engine's default file limit) — each as a flat name (`json/decoder.py`
+/// becomes `json__decoder.py`) and its bytes.
+pub fn flat_texts(n: usize) -> Vec<(String, Vec<u8>)> {
+    let (root, files) = py_files();
+    let mut out = Vec::new();
+    for f in files {
+        if out.len() == n {
+            break;
+        }
+        let content = std::fs::read(&f).expect("a stdlib file reads");
+        if content.len() > 4 << 20
+            || std::str::from_utf8(&content).map_or(true, |t| t.trim().is_empty())
+        {
+            continue;
+        }
+        let name = f
+            .strip_prefix(&root)
+            .expect("under the root")
+            .to_string_lossy()
+            .replace('/', "__");
+        out.push((name, content));
+    }
+    out
+}
