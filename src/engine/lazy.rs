@@ -27,6 +27,8 @@ pub struct LazyEngine {
     open: Opener,
     max_watches: usize,
     state: Mutex<Option<Opened>>,
+    /// Told once the engine is open, whichever call opened it.
+    on_open: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl LazyEngine {
@@ -37,7 +39,14 @@ impl LazyEngine {
             open,
             max_watches,
             state: Mutex::new(None),
+            on_open: Mutex::new(None),
         }
+    }
+
+    /// Runs `f` whenever the engine is opened from now on (by any call), right after it
+    /// opened; `f` must not call back into this engine.
+    pub fn on_open(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.on_open.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
     }
 
     /// The engine, opening it if needed. Blocking: call it off the async threads.
@@ -55,6 +64,14 @@ impl LazyEngine {
             engine,
         };
         *state = Some(opened.clone());
+        if let Some(f) = self
+            .on_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            f();
+        }
         Ok(opened)
     }
 

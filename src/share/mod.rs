@@ -72,7 +72,7 @@ impl Share {
     /// The sharing state of a process serving `engine`; `on_owner` runs when it becomes
     /// the owner.
     pub fn new(engine: Arc<LazyEngine>, on_owner: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Share {
+        let share = Arc::new(Share {
             engine,
             deciding: tokio::sync::Mutex::new(()),
             link: Mutex::new(None),
@@ -82,7 +82,19 @@ impl Share {
             on_owner: Box::new(on_owner),
             relink: Arc::new(tokio::sync::Notify::new()),
             events: Mutex::new(None),
-        })
+        });
+        // Whoever holds the store is the owner, whichever call opened it (an engine
+        // method, a follower's session, the gRPC service): the role and the registry
+        // follow the store, not the path that opened it.
+        let weak = Arc::downgrade(&share);
+        share.engine.on_open(move || {
+            if let Some(share) = weak.upgrade() {
+                *share.role.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(("owner", std::process::id()));
+                (share.on_owner)();
+            }
+        });
+        share
     }
 
     /// `(role, ownerPid)` for `health`.
@@ -324,15 +336,8 @@ impl Share {
 
     /// Now the owner: tell the registry, re-arm the host's watches here.
     async fn became_owner(&self, events: &Notifier) {
-        let before = self
-            .role
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(("owner", std::process::id()));
-        (self.on_owner)();
-        if before.is_some() {
-            tracing::info!("took the data folder over");
-        }
+        // The role and the registry entry were set when the store opened (`on_open`).
+        tracing::info!("this process owns the data folder");
         let watches = std::mem::take(&mut *self.watches.lock().unwrap_or_else(|e| e.into_inner()));
         let start = self
             .local_watch_start
