@@ -548,9 +548,14 @@ fn an_owner_without_a_socket_is_named_not_waited_for() {
     let mut a = Sidecar::spawn_in(data.path(), &["--no-grpc"]);
     assert_eq!(role(&mut a).0, "owner");
     let mut b = Sidecar::spawn_in(data.path(), &[]);
-    // Within a 5 s deadline the answer is `locked` naming the owner — not a wait for a
-    // socket that will never come (which once ran into the deadline).
-    let v = b.request(1, "collections/list", json!({"_meta": {"timeoutMs": 5000}}));
+    // Within a 15 s deadline (half of the 30 s a follower waits for a socket that may
+    // still come) the answer is `locked` naming the owner — not a wait for a socket that
+    // never comes (which once ran into the deadline).
+    let v = b.request(
+        1,
+        "collections/list",
+        json!({"_meta": {"timeoutMs": 15000}}),
+    );
     assert_error(&v, -32013, "storage");
     assert_eq!(v["error"]["data"]["reason"], "locked", "{v}");
     assert_eq!(v["error"]["data"]["pid"], a.pid(), "{v}");

@@ -34,7 +34,7 @@ use crate::store::StoreError;
 use link::{Link, Lost};
 
 /// How long a call waits for a new owner (its socket) before it is answered `locked`.
-const OWNER_WAIT: Duration = Duration::from_secs(10);
+const OWNER_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a holder may take to show its socket before it is taken for one that serves
 /// none.
