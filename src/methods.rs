@@ -40,6 +40,17 @@ pub fn rpc_error(e: EngineError) -> RpcError {
         .with("pid", pid)
         .with("lockFile", path.to_string_lossy()),
         EngineError::Storage(s) => RpcError::new(ErrorKind::Storage, s.to_string()),
+        EngineError::ModelMismatch(m) => RpcError::new(ErrorKind::Storage, m.to_string())
+            .with("reason", "model_mismatch")
+            .with("collection", m.collection.clone())
+            .with(
+                "collectionModel",
+                serde_json::to_value(&m.stored).unwrap_or_default(),
+            )
+            .with(
+                "serverModel",
+                serde_json::to_value(&m.configured).unwrap_or_default(),
+            ),
     }
 }
 
@@ -91,6 +102,7 @@ pub struct IngestParams {
 
 /// `documents/ingestDir` params.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct IngestDirParams {
     /// The folder (absolute or relative to the server's working directory).
     pub root: String,
@@ -100,6 +112,9 @@ pub struct IngestDirParams {
     pub include: Option<Vec<String>>,
     /// Not the files matching one of these globs.
     pub exclude: Option<Vec<String>>,
+    /// Also wait until every chunk of the collection has its dense vector, reporting
+    /// the embedding as progress (default false: answer once BM25 is written).
+    pub wait_for_embeddings: Option<bool>,
 }
 
 /// `documents/delete` params: `path` (a file or a folder), `documentId`, or both.
@@ -142,6 +157,10 @@ pub struct QueryParams {
     pub limit: Option<u32>,
     /// Restrictions.
     pub filter: Option<QueryFilter>,
+    /// Ranking: `hybrid` (BM25 and the embedding fused), `sparse` (BM25) or `dense`
+    /// (the embedding). Default: `hybrid` when the collection has dense vectors of
+    /// this server's model, else `sparse`.
+    pub mode: Option<crate::engine::SearchMode>,
 }
 
 /// `watch/start` params.
@@ -395,13 +414,33 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
                 include: p.include.unwrap_or_default(),
                 exclude: p.exclude.unwrap_or_default(),
             };
-            engine.ingest_dir(
+            let progress = ingest_progress(ctx);
+            let result = engine.ingest_dir(
                 p.collection.as_deref(),
                 &PathBuf::from(&p.root),
                 &options,
                 &ctx.cancel,
-                &ingest_progress(ctx),
-            )
+                &progress,
+            )?;
+            if p.wait_for_embeddings == Some(true) {
+                let files = result.files + result.skipped.len() as u64;
+                engine.wait_for_embeddings(
+                    p.collection
+                        .as_deref()
+                        .unwrap_or(crate::engine::DEFAULT_COLLECTION),
+                    &ctx.cancel,
+                    &|done, total| {
+                        // Files first, then chunks: `progress` keeps growing.
+                        let msg = format!("embedding: {done}/{total} chunks");
+                        ctx.progress.report(
+                            (files + done) as f64,
+                            Some((files + total) as f64),
+                            Some(&msg),
+                        );
+                    },
+                )?;
+            }
+            Ok(result)
         },
     );
     engine_method(
@@ -435,6 +474,7 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
                     path_prefix: f.path_prefix.map(PathBuf::from),
                     languages: f.languages.unwrap_or_default(),
                 },
+                mode: p.mode,
             })
         },
     );

@@ -67,6 +67,7 @@ async fn unary_calls_errors_and_health_on_the_unix_socket() {
             collection: "c".into(),
             limit: 0,
             filter: None,
+            mode: String::new(),
         })
         .await
         .unwrap()
@@ -545,6 +546,7 @@ async fn sync_index_sends_only_what_changed_and_a_hang_up_leaves_whole_files() {
                 collection: "synced".into(),
                 limit: 10,
                 filter: None,
+                mode: String::new(),
             })
             .await
             .unwrap()

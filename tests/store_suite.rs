@@ -3,7 +3,8 @@
 
 use quarry::store::edge::EdgeStore;
 use quarry::store::{
-    CollectionSpec, Condition, Filter, Point, Query, SparseVector, Store, StoreError, scroll_all,
+    CollectionSpec, Condition, Filter, Point, Query, Ranking, SparseVector, Store, StoreError,
+    scroll_all,
 };
 use serde_json::{Map, Value, json};
 
@@ -12,6 +13,7 @@ fn spec() -> CollectionSpec {
         keyword_fields: vec!["path", "tags"],
         integer_fields: vec!["n"],
         dense_dim: None,
+        ordered_fields: vec!["mtime"],
     }
 }
 
@@ -33,11 +35,10 @@ fn point(id: u64, terms: &[(u32, f32)], path: &str, n: i64, tags: &[&str]) -> Po
 
 fn query(terms: &[u32], filter: Option<Filter>, limit: usize) -> Query {
     Query {
-        sparse: SparseVector {
+        ranking: Ranking::Sparse(SparseVector {
             indices: terms.to_vec(),
             values: vec![1.0; terms.len()],
-        },
-        dense: None,
+        }),
         filter,
         limit,
     }
@@ -176,43 +177,105 @@ fn suite(store: &dyn Store) {
     assert!((hits[1].score - 2.0 * idf(3.0)).abs() < 1e-3, "{hits:?}");
     assert!(store.delete_collection("idf").unwrap());
 
-    // Dense vectors and reciprocal rank fusion: the sparse ranking is (1, 3), the dense
-    // one (3, 2, 1); fused with Qdrant's RRF, Σ 1 / (60 + rank) over 0-based ranks:
-    // 3 (1/61 + 1/60), 1 (1/60 + 1/62), 2 (1/61).
+    // Dense vectors: cosine ranking, only over points that have one; set later on
+    // existing points without touching their sparse vector or payload; read back.
     let dense_spec = CollectionSpec {
         dense_dim: Some(3),
         ..spec()
     };
-    assert!(store.create_collection("hybrid", &dense_spec).unwrap());
-    let with_dense = |id, terms: &[(u32, f32)], d: [f32; 3]| {
-        let mut p = point(id, terms, &format!("/{id}"), 0, &[]);
-        p.dense = Some(d.to_vec());
+    assert!(store.create_collection("dense", &dense_spec).unwrap());
+    assert_eq!(store.dense_dim("dense").unwrap(), Some(3));
+    let at = |id, mtime: i64| {
+        let mut p = point(id, &[(1, 1.0)], &format!("/{id}"), 0, &[]);
+        p.payload.insert("mtime".into(), json!(mtime));
         p
     };
+    let mut one = at(1, 30);
+    one.dense = Some(vec![0.0, 0.0, 1.0]);
     store
-        .upsert(
-            "hybrid",
+        .upsert("dense", vec![one, at(2, 10), at(3, 20)])
+        .unwrap();
+    let dense_query = |v: [f32; 3], filter| Query {
+        ranking: Ranking::Dense(v.to_vec()),
+        filter,
+        limit: 10,
+    };
+    assert_eq!(
+        ids(&store
+            .query("dense", &dense_query([1.0, 0.0, 0.0], None))
+            .unwrap()),
+        [1]
+    );
+    let pending = Filter::default().and_not(Condition::HasDense);
+    assert_eq!(store.count("dense", Some(&pending)).unwrap(), 2);
+    // Newest first by an ordered field.
+    let latest = store
+        .latest("dense", Some(&pending), "mtime", 10, &["path"])
+        .unwrap();
+    assert_eq!(latest.iter().map(|r| r.id).collect::<Vec<_>>(), [3, 2]);
+    assert_eq!(latest[0].payload["path"], json!("/3"));
+    // Setting vectors: a missing id is skipped, not an error.
+    let set = store
+        .set_dense(
+            "dense",
             vec![
-                with_dense(1, &[(1, 3.0)], [0.0, 0.0, 1.0]),
-                with_dense(2, &[(5, 1.0)], [0.8, 0.6, 0.0]),
-                with_dense(3, &[(1, 1.0)], [1.0, 0.0, 0.0]),
+                (2, vec![0.8, 0.6, 0.0]),
+                (3, vec![1.0, 0.0, 0.0]),
+                (99, vec![1.0, 0.0, 0.0]),
             ],
         )
         .unwrap();
-    let sparse_only = store.query("hybrid", &query(&[1], None, 10)).unwrap();
-    assert_eq!(ids(&sparse_only), [1, 3]);
-    let mut fused = query(&[1], None, 10);
-    fused.dense = Some(vec![1.0, 0.0, 0.0]);
-    let hits = store.query("hybrid", &fused).unwrap();
-    assert_eq!(ids(&hits), [3, 1, 2], "{hits:?}");
-    let rrf = |ranks: &[f32]| ranks.iter().map(|r| 1.0 / (60.0 + r)).sum::<f32>();
-    assert!((hits[0].score - rrf(&[1.0, 0.0])).abs() < 1e-5, "{hits:?}");
-    assert!((hits[1].score - rrf(&[0.0, 2.0])).abs() < 1e-5, "{hits:?}");
-    assert!((hits[2].score - rrf(&[1.0])).abs() < 1e-5, "{hits:?}");
-    // Filters apply to both prefetches.
-    fused.filter = Some(Filter::must(Condition::Keyword("path", "/2".into())));
-    assert_eq!(ids(&store.query("hybrid", &fused).unwrap()), [2]);
-    assert!(store.delete_collection("hybrid").unwrap());
+    assert_eq!(set, 2);
+    assert_eq!(store.count("dense", Some(&pending)).unwrap(), 0);
+    assert_eq!(store.count("dense", None).unwrap(), 3);
+    let hits = store
+        .query("dense", &dense_query([1.0, 0.0, 0.0], None))
+        .unwrap();
+    assert_eq!(ids(&hits), [3, 2, 1], "{hits:?}");
+    assert!((hits[0].score - 1.0).abs() < 1e-5 && (hits[1].score - 0.8).abs() < 1e-5);
+    // The sparse vector and payload are intact.
+    assert_eq!(
+        ids(&store.query("dense", &query(&[1], None, 10)).unwrap()).len(),
+        3
+    );
+    let f = Filter::must(Condition::Keyword("path", "/2".into()));
+    assert_eq!(
+        ids(&store
+            .query("dense", &dense_query([1.0, 0.0, 0.0], Some(f.clone())))
+            .unwrap()),
+        [2]
+    );
+    let read = store.dense_vectors("dense", &f, 10, &["path"]).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].0.id, 2);
+    assert!((read[0].1[0] - 0.8).abs() < 1e-5, "{read:?}");
+    // Metadata: empty, then set and read back.
+    assert!(store.metadata("dense").unwrap().is_empty());
+    let mut meta = Map::new();
+    meta.insert("model".into(), json!({ "name": "m", "dimension": 3 }));
+    store.set_metadata("dense", &meta).unwrap();
+    assert_eq!(store.metadata("dense").unwrap(), meta);
+    assert!(store.delete_collection("dense").unwrap());
+    // A collection created without dense vectors gains them.
+    assert!(store.create_collection("later", &spec()).unwrap());
+    store.upsert("later", vec![at(7, 1)]).unwrap();
+    assert_eq!(store.dense_dim("later").unwrap(), None);
+    assert!(store.add_dense("later", 3).unwrap());
+    assert!(!store.add_dense("later", 3).unwrap());
+    assert_eq!(store.dense_dim("later").unwrap(), Some(3));
+    assert_eq!(
+        store
+            .set_dense("later", vec![(7, vec![0.0, 1.0, 0.0])])
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        ids(&store
+            .query("later", &dense_query([0.0, 1.0, 0.0], None))
+            .unwrap()),
+        [7]
+    );
+    assert!(store.delete_collection("later").unwrap());
 
     // Delete collections.
     assert!(store.delete_collection("c2").unwrap());
@@ -244,4 +307,38 @@ fn embedded_qdrant_passes_the_store_suite_and_reopens() {
         ids(&store.query("c1", &query(&[12], None, 5)).unwrap()),
         [3]
     );
+}
+
+#[test]
+fn dense_vectors_added_later_and_metadata_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut meta = Map::new();
+    meta.insert("denseModel".into(), json!({ "name": "m" }));
+    {
+        let store = EdgeStore::open(dir.path()).unwrap();
+        store.create_collection("c", &spec()).unwrap();
+        store
+            .upsert("c", vec![point(1, &[(1, 1.0)], "/1", 0, &[])])
+            .unwrap();
+        assert!(store.add_dense("c", 2).unwrap());
+        assert_eq!(store.set_dense("c", vec![(1, vec![1.0, 0.0])]).unwrap(), 1);
+        store.set_metadata("c", &meta).unwrap();
+        store.flush("c").unwrap();
+    }
+    let store = EdgeStore::open(dir.path()).unwrap();
+    assert_eq!(store.dense_dim("c").unwrap(), Some(2));
+    assert_eq!(store.metadata("c").unwrap(), meta);
+    let hits = store
+        .query(
+            "c",
+            &Query {
+                ranking: Ranking::Dense(vec![1.0, 0.0]),
+                filter: None,
+                limit: 5,
+            },
+        )
+        .unwrap();
+    assert_eq!(ids(&hits), [1]);
+    // The sparse vector is still there after the dense one was set.
+    assert_eq!(ids(&store.query("c", &query(&[1], None, 5)).unwrap()), [1]);
 }

@@ -109,6 +109,7 @@ impl Engine {
         collection: Option<&str>,
         docs: Vec<Document>,
     ) -> Result<Vec<Result<IngestResult, EngineError>>, EngineError> {
+        let _busy = self.foreground();
         let collection = collection.unwrap_or(DEFAULT_COLLECTION);
         self.create_collection(collection)?;
         // Read, decode, hash and make the points outside the writer lock, on the worker

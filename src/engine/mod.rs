@@ -10,11 +10,13 @@
 // The ingest flow, one stage per file: walk → read → chunk → vectors (text) → store,
 // and the reconcile that ingestDir and watches share.
 pub mod chunk;
+mod dense;
 mod ingest;
 pub mod lazy;
 mod read;
 mod reconcile;
 mod search;
+pub mod semantic;
 mod sync;
 pub mod text;
 mod vectors;
@@ -30,7 +32,9 @@ use serde::Serialize;
 
 pub use ingest::{Document, IngestResult};
 pub use reconcile::{FileChange, IngestDirResult, Scope};
-pub use search::{DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchRequest, SearchResult};
+pub use search::{
+    DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResult,
+};
 pub use sync::{SyncPlan, sha256_hex};
 pub use walk::{IngestDirOptions, Skipped};
 
@@ -55,6 +59,14 @@ pub(crate) mod field {
     pub const END_LINE: &str = "endLine";
     pub const TEXT: &str = "text";
     pub const METADATA: &str = "metadata";
+    /// The file's mtime (ms since the Unix epoch): the background embedder takes the
+    /// newest first.
+    pub const MTIME: &str = "mtime";
+    /// The chunk's heading context (retrieval only).
+    pub const CONTEXT: &str = "context";
+    /// Hash of the text the chunk is embedded as: an unchanged one is never embedded
+    /// again.
+    pub const CHUNK_HASH: &str = "chunkHash";
 }
 
 /// Engine failures, each mapped to one protocol error kind.
@@ -87,6 +99,25 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Storage(StoreError),
+    /// The collection's dense vectors come from another embedding model than the
+    /// configured one (or none is configured): mixing vector spaces is refused.
+    #[error("{0}")]
+    ModelMismatch(Box<ModelMismatch>),
+}
+
+/// A collection filled by another embedding model ([`EngineError::ModelMismatch`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("collection {collection} holds vectors of the embedding model {} ({} dimensions, fingerprint {}); {}", stored.name, stored.dimension, stored.fingerprint, match configured {
+    Some(c) => format!("this server runs {} (fingerprint {}): start it with the collection's model, or delete the collection to re-index it", c.name, c.fingerprint),
+    None => "this server has no embedding model: start it with --embed-model and --embed-tokenizer".to_owned(),
+})]
+pub struct ModelMismatch {
+    /// The collection.
+    pub collection: String,
+    /// The model its vectors come from.
+    pub stored: semantic::ModelInfo,
+    /// The server's model, if any.
+    pub configured: Option<semantic::ModelInfo>,
 }
 
 impl From<StoreError> for EngineError {
@@ -120,6 +151,8 @@ pub struct EngineConfig {
     /// Whether the names a chunk defines (`def`, `class`, `fn`, …) count extra
     /// (`ingest::DEFINITION_WEIGHT` times); on by default. Fixed per data folder.
     pub definition_boost: bool,
+    /// The sentence-embedding model for semantic search (`None`: BM25 only).
+    pub model: Option<Arc<semantic::Model>>,
 }
 
 impl Default for EngineConfig {
@@ -131,6 +164,7 @@ impl Default for EngineConfig {
             bm25: Bm25Params::default(),
             chunking: ChunkParams::default(),
             definition_boost: true,
+            model: None,
         }
     }
 }
@@ -144,6 +178,10 @@ pub struct CollectionInfo {
     pub points: u64,
     /// Documents (files) stored.
     pub documents: u64,
+    /// The collection's embedding model and how far its chunks are embedded; absent for
+    /// a BM25-only collection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<semantic::DenseStatus>,
 }
 
 /// Progress of a long operation.
@@ -168,6 +206,12 @@ pub struct Engine {
     /// large, empty, not UTF-8): absolute path → SHA-256, so that a later sync does not
     /// ask for the same bytes again (GRPC.md §2). Kept for the process's lifetime.
     refused: Mutex<HashMap<String, HashMap<String, String>>>,
+    /// Foreground calls in flight (the background embedder yields to them).
+    load: Arc<semantic::Load>,
+    /// The background embedder, when a model is configured.
+    backfill: Option<semantic::Backfill>,
+    /// How each collection relates to the model (cached).
+    bindings: Mutex<HashMap<String, dense::Binding>>,
 }
 
 /// Absolute, lexically normalised form of `path` (relative to the working directory).
@@ -229,13 +273,27 @@ impl Engine {
                 message,
             }
         })?;
-        Ok(Engine {
+        let load = Arc::new(semantic::Load::default());
+        let backfill = config.model.as_ref().map(|m| {
+            semantic::Backfill::start(store.clone(), m.clone(), load.clone(), config.workers)
+        });
+        let engine = Engine {
             store,
             embedder,
             config,
             writers: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
-        })
+            load,
+            backfill,
+            bindings: Mutex::new(HashMap::new()),
+        };
+        engine.bind_existing();
+        Ok(engine)
+    }
+
+    /// Marks a foreground call (the background embedder waits while any runs).
+    pub(crate) fn foreground(&self) -> semantic::Busy<'_> {
+        self.load.enter()
     }
 
     /// The configuration.
@@ -243,7 +301,7 @@ impl Engine {
         &self.config
     }
 
-    fn spec() -> CollectionSpec {
+    fn spec(&self) -> CollectionSpec {
         CollectionSpec {
             keyword_fields: vec![
                 field::PATH,
@@ -251,9 +309,11 @@ impl Engine {
                 field::DOCUMENT_ID,
                 field::LANGUAGE,
                 field::CONTENT_HASH,
+                field::CHUNK_HASH,
             ],
             integer_fields: vec![field::CHUNK_INDEX],
-            dense_dim: None,
+            dense_dim: self.model_info().map(|m| m.dimension),
+            ordered_fields: vec![field::MTIME],
         }
     }
 
@@ -266,16 +326,27 @@ impl Engine {
             .clone()
     }
 
-    /// Creates `name` if it does not exist; `true` if it was created.
+    /// Creates `name` if it does not exist; `true` if it was created. With a model, the
+    /// collection is bound to it (see `dense`).
+    ///
+    /// Errors: an invalid name (`InvalidInput`), `ModelMismatch` for a collection filled
+    /// by another model, `Storage`.
     pub fn create_collection(&self, name: &str) -> Result<bool, EngineError> {
-        Ok(self.store.create_collection(name, &Self::spec())?)
+        let created = self.store.create_collection(name, &self.spec())?;
+        if created {
+            self.unbind(name);
+        }
+        self.check_writable(name)?;
+        Ok(created)
     }
 
     /// Deletes `name`; `false` if it did not exist.
     pub fn delete_collection(&self, name: &str) -> Result<bool, EngineError> {
         let w = self.writer(name);
         let _g = w.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(self.store.delete_collection(name)?)
+        let deleted = self.store.delete_collection(name)?;
+        self.unbind(name);
+        Ok(deleted)
     }
 
     /// Every collection with its point and document counts.
@@ -287,10 +358,12 @@ impl Engine {
                 &name,
                 Some(&Filter::must(Condition::Integer(field::CHUNK_INDEX, 0))),
             )? as u64;
+            let dense = self.dense_status(&name)?;
             out.push(CollectionInfo {
                 name,
                 points,
                 documents,
+                dense,
             });
         }
         Ok(out)
@@ -322,6 +395,7 @@ impl Engine {
                 message: "give a path or a documentId".into(),
             });
         }
+        let _busy = self.foreground();
         let w = self.writer(collection);
         let _g = w.lock().unwrap_or_else(|e| e.into_inner());
         let docs = self.store.count(

@@ -14,6 +14,14 @@ pub(crate) struct TextFile {
     pub(crate) sha256: String,
     pub(crate) bytes: u64,
     pub(crate) language: &'static str,
+    /// Last modification, in milliseconds since the Unix epoch (the file's mtime, or
+    /// when given content was received).
+    pub(crate) modified_ms: i64,
+}
+
+fn epoch_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Bytes inspected for NUL when deciding whether a file is binary.
@@ -46,7 +54,11 @@ impl Engine {
         }
         let bytes = std::fs::read(path)
             .map_err(|e| EngineError::InvalidPath(format!("unreadable: {shown}: {e}")))?;
-        self.text_of(path, &bytes, language)
+        let mut file = self.text_of(path, &bytes, language)?;
+        if let Ok(t) = meta.modified() {
+            file.modified_ms = epoch_ms(t);
+        }
+        Ok(file)
     }
 
     /// `bytes` (a file's, or content sent for the document `path`) as checked text.
@@ -75,6 +87,7 @@ impl Engine {
             bytes: bytes.len() as u64,
             text,
             language,
+            modified_ms: epoch_ms(std::time::SystemTime::now()),
         })
     }
 }

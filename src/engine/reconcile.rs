@@ -102,6 +102,7 @@ impl Engine {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(IngestDirResult, Vec<FileChange>), EngineError> {
         let started = Instant::now();
+        let _busy = self.foreground();
         let collection = collection.unwrap_or(DEFAULT_COLLECTION);
         let root = absolute(root);
         let mut changes = Vec::new();
@@ -339,7 +340,20 @@ impl Engine {
         batch: &mut Vec<Point>,
         stale: &mut Vec<(String, String)>,
     ) -> Result<(), EngineError> {
+        let hashes: Vec<(u64, String)> = if self.config.model.is_some() {
+            batch
+                .iter()
+                .filter_map(|p| {
+                    let h = p.payload.get(field::CHUNK_HASH)?.as_str()?;
+                    Some((p.id, h.to_owned()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.store.upsert(collection, std::mem::take(batch))?;
+        // Before the old version goes: its vectors serve the unchanged chunks.
+        self.reuse_vectors(collection, &hashes)?;
         for (path, hash) in stale.drain(..) {
             let f = Filter::must(Condition::Keyword(field::PATH, path))
                 .and_not(Condition::Keyword(field::CONTENT_HASH, hash));

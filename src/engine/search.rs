@@ -1,5 +1,7 @@
-//! Search: query terms → sparse query (IDF by the store) → hits deduplicated per
-//! chunk, with a snippet around the best-matching lines.
+//! Search: query terms → sparse query (IDF by the store) and, with a model, the
+//! query's embedding → dense query; the two lists fused by weighted reciprocal rank
+//! ([`super::semantic::fusion`]) → hits deduplicated per chunk, with a snippet around
+//! the best-matching lines.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -8,9 +10,36 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::dense::Binding;
+use super::semantic::fusion::{self, Fused, Source};
 use super::text::terms;
 use super::{DEFAULT_COLLECTION, Engine, EngineError, absolute, field};
-use crate::store::{Condition, Filter, Query, StoreError};
+use crate::store::{Condition, Filter, Query, Ranking, StoreError};
+
+/// How a search ranks.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    Serialize,
+    JsonSchema,
+    Default,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// BM25 and the embedding, fused by reciprocal rank (the default when the
+    /// collection has dense vectors).
+    Hybrid,
+    /// BM25 only (the default otherwise).
+    #[default]
+    Sparse,
+    /// The embedding only (chunks not yet embedded are not found).
+    Dense,
+}
 
 /// Most hits one search may ask for.
 pub const MAX_LIMIT: usize = 100;
@@ -29,6 +58,9 @@ pub struct SearchRequest {
     pub limit: Option<usize>,
     /// Restrictions.
     pub filter: SearchFilter,
+    /// How to rank (default: `hybrid` when the collection has this server's dense
+    /// vectors, else `sparse`).
+    pub mode: Option<SearchMode>,
 }
 
 /// Restricts a search.
@@ -46,7 +78,7 @@ pub struct SearchFilter {
 pub struct SearchHit {
     /// Absolute path of the document.
     pub path: String,
-    /// Relevance (BM25 with IDF; higher is better).
+    /// Relevance, higher is better (see [`SearchResult::hits`]).
     pub score: f32,
     /// Chunk position in the document, 0-based.
     pub chunk_index: u64,
@@ -62,13 +94,19 @@ pub struct SearchHit {
     pub language: String,
     /// Stable id of the document.
     pub document_id: String,
+    /// The candidate lists that found this chunk: `sparse` (BM25), `dense` (the
+    /// embedding), or both.
+    pub sources: Vec<Source>,
 }
 
 /// `search/query` result.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SearchResult {
-    /// Best first.
+    /// Best first. `score` is BM25 in `sparse` mode, cosine similarity in `dense`
+    /// mode, and the fused reciprocal-rank score in `hybrid` mode.
     pub hits: Vec<SearchHit>,
+    /// The ranking used.
+    pub mode: SearchMode,
 }
 
 /// Longest snippet line, in characters.
@@ -121,11 +159,13 @@ impl Engine {
     /// (`InvalidInput`), an unknown collection other than the default one (`NotFound`;
     /// the default one answers no hits), `Storage`.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, EngineError> {
+        let _busy = self.foreground();
         let SearchRequest {
             query,
             collection,
             limit,
             filter,
+            mode,
         } = request;
         let collection = collection.as_deref().unwrap_or(DEFAULT_COLLECTION);
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
@@ -137,12 +177,35 @@ impl Engine {
         }
         let mut qterms = Vec::new();
         terms(query, &mut qterms);
-        if qterms.is_empty() {
+        if qterms.is_empty() && *mode != Some(SearchMode::Dense) {
             return Err(EngineError::InvalidInput {
                 field: "query",
                 message: "the query has no searchable words".into(),
             });
         }
+        if query.trim().is_empty() {
+            return Err(EngineError::InvalidInput {
+                field: "query",
+                message: "the query is empty".into(),
+            });
+        }
+        let binding = match self.binding(collection) {
+            Ok(b) => Some(b),
+            Err(EngineError::Storage(StoreError::NoCollection(_)))
+            | Err(EngineError::NotFound(_))
+                if collection == DEFAULT_COLLECTION =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let mode = self.resolve_mode(collection, *mode, binding.as_ref())?;
+        let Some(_) = binding else {
+            return Ok(SearchResult {
+                hits: Vec::new(),
+                mode,
+            });
+        };
         let mut f = Filter::default();
         if let Some(prefix) = &filter.path_prefix {
             f = f.and(Condition::Keyword(
@@ -156,22 +219,49 @@ impl Engine {
                 filter.languages.clone(),
             ));
         }
-        let q = Query {
-            sparse: self.embedder.query(&qterms),
-            dense: None,
-            filter: (!f.must.is_empty()).then_some(f),
-            // Room for duplicates left by an interrupted replace.
-            limit: limit.saturating_mul(2).max(limit + 5),
+        let filter = (!f.must.is_empty()).then_some(f);
+        // Room for duplicates left by an interrupted replace, and for fusion.
+        let candidates = match mode {
+            SearchMode::Sparse | SearchMode::Dense => limit.saturating_mul(2).max(limit + 5),
+            SearchMode::Hybrid => limit.saturating_mul(3).max(30),
         };
-        let hits = match self.store.query(collection, &q) {
-            Ok(h) => h,
-            Err(StoreError::NoCollection(_)) if collection == DEFAULT_COLLECTION => Vec::new(),
-            Err(e) => return Err(e.into()),
+        let sparse = |limit| {
+            self.store.query(
+                collection,
+                &Query {
+                    ranking: Ranking::Sparse(self.embedder.query(&qterms)),
+                    filter: filter.clone(),
+                    limit,
+                },
+            )
+        };
+        let dense = |limit| -> Result<Vec<crate::store::Hit>, EngineError> {
+            let model = self.config.model.as_ref().ok_or_else(no_model)?;
+            let vector = model
+                .embed_query(query)
+                .map_err(|e| EngineError::Storage(StoreError::Backend(e.to_string())))?;
+            Ok(self.store.query(
+                collection,
+                &Query {
+                    ranking: Ranking::Dense(vector),
+                    filter: filter.clone(),
+                    limit,
+                },
+            )?)
+        };
+        let fused: Vec<Fused> = match mode {
+            SearchMode::Sparse => only(sparse(candidates)?, Source::Sparse),
+            SearchMode::Dense => only(dense(candidates)?, Source::Dense),
+            SearchMode::Hybrid => fusion::fuse(
+                sparse(candidates)?,
+                dense(candidates)?,
+                fusion::weights(fusion::shape(query)),
+            ),
         };
         let qset: HashSet<String> = qterms.into_iter().collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for h in hits {
+        for Fused { hit: h, sources } in fused {
             let p = &h.payload;
             let path = str_field(p, field::PATH);
             let chunk_index = int_field(p, field::CHUNK_INDEX);
@@ -194,13 +284,63 @@ impl Engine {
                 language: str_field(p, field::LANGUAGE),
                 document_id: str_field(p, field::DOCUMENT_ID),
                 path,
+                sources,
             });
             if out.len() == limit {
                 break;
             }
         }
-        Ok(SearchResult { hits: out })
+        Ok(SearchResult { hits: out, mode })
     }
+
+    /// The ranking a search uses: the one asked for if the collection allows it, else
+    /// `hybrid` for a collection with this server's vectors and `sparse` otherwise.
+    fn resolve_mode(
+        &self,
+        collection: &str,
+        asked: Option<SearchMode>,
+        binding: Option<&Binding>,
+    ) -> Result<SearchMode, EngineError> {
+        let ours = binding == Some(&Binding::Ours) && self.config.model.is_some();
+        match (asked, binding) {
+            (None, _) => Ok(if ours {
+                SearchMode::Hybrid
+            } else {
+                SearchMode::Sparse
+            }),
+            (Some(SearchMode::Sparse), _) => Ok(SearchMode::Sparse),
+            (Some(m), _) if ours => Ok(m),
+            (Some(_), Some(Binding::Other(stored))) => {
+                Err(EngineError::ModelMismatch(Box::new(super::ModelMismatch {
+                    collection: collection.to_owned(),
+                    stored: stored.clone(),
+                    configured: self.model_info().cloned(),
+                })))
+            }
+            (Some(_), _) if self.config.model.is_none() => Err(no_model()),
+            (Some(m), None) => Ok(m),
+            (Some(_), Some(_)) => Err(EngineError::InvalidInput {
+                field: "mode",
+                message: format!("collection {collection} has no dense vectors"),
+            }),
+        }
+    }
+}
+
+fn no_model() -> EngineError {
+    EngineError::InvalidInput {
+        field: "mode",
+        message: "this server has no embedding model (start it with --embed-model and --embed-tokenizer, and ORT_DYLIB_PATH)".into(),
+    }
+}
+
+fn only(hits: Vec<crate::store::Hit>, source: Source) -> Vec<Fused> {
+    hits.into_iter()
+        .map(|hit| Fused {
+            hit,
+            sources: vec![source],
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::chunk::chunk;
 use super::read::TextFile;
 use super::text::terms;
-use super::{Engine, document_id, field, scopes};
+use super::{Engine, document_id, field, scopes, semantic};
 use crate::store::Point;
 
 impl Engine {
@@ -51,6 +51,14 @@ impl Engine {
                 payload.insert(field::CHUNK_INDEX.into(), json!(c.index));
                 payload.insert(field::START_LINE.into(), json!(c.start_line));
                 payload.insert(field::END_LINE.into(), json!(c.end_line));
+                payload.insert(field::MTIME.into(), json!(file.modified_ms));
+                payload.insert(field::CONTEXT.into(), json!(c.context));
+                payload.insert(
+                    field::CHUNK_HASH.into(),
+                    json!(semantic::input_hash(&semantic::input(
+                        path, &c.context, &c.text
+                    ))),
+                );
                 payload.insert(field::TEXT.into(), json!(c.text));
                 if let Some(m) = metadata {
                     payload.insert(field::METADATA.into(), m.clone());

@@ -24,9 +24,11 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::{self, quarry_server::Quarry};
 use super::status::status;
 use crate::engine::lazy::LazyEngine;
+use crate::engine::semantic::fusion::Source;
 use crate::engine::watch::{ChangeKind, WatchEvent, WatchSpec};
 use crate::engine::{
-    Document, Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchRequest,
+    Document, Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchMode,
+    SearchRequest,
 };
 use crate::methods::rpc_error;
 use crate::rpc::slots::{Admission, Permit, Slots};
@@ -382,6 +384,12 @@ impl Quarry for QuarryService {
                     name: c.name,
                     points: c.points,
                     documents: c.documents,
+                    dense: c.dense.map(|d| proto::DenseStatus {
+                        model: d.model,
+                        dimension: d.dimension,
+                        embedded: d.embedded,
+                        pending: d.pending,
+                    }),
                 })
                 .collect(),
         }))
@@ -466,14 +474,36 @@ impl Quarry for QuarryService {
                 exclude: r.exclude,
             };
             let collection = collection(r.collection);
+            let wait = r.wait_for_embeddings;
             let result = lazy.get().and_then(|o| {
-                o.engine.ingest_dir(
+                let result = o.engine.ingest_dir(
                     collection.as_deref(),
                     &PathBuf::from(&r.root),
                     &options,
                     &c,
                     &progress,
-                )
+                )?;
+                if wait {
+                    let files = result.files + result.skipped.len() as u64;
+                    o.engine.wait_for_embeddings(
+                        collection
+                            .as_deref()
+                            .unwrap_or(crate::engine::DEFAULT_COLLECTION),
+                        &c,
+                        &|done, total| {
+                            let _ = tx.try_send(Ok(proto::IngestDirUpdate {
+                                update: Some(proto::ingest_dir_update::Update::Progress(
+                                    proto::Progress {
+                                        progress: (files + done) as f64,
+                                        total: (files + total) as f64,
+                                        message: format!("embedding: {done}/{total} chunks"),
+                                    },
+                                )),
+                            }));
+                        },
+                    )?;
+                }
+                Ok(result)
             });
             let last = match result {
                 Ok(r) => Ok(proto::IngestDirUpdate {
@@ -795,6 +825,18 @@ impl Quarry for QuarryService {
                     .then(|| PathBuf::from(filter.path_prefix)),
                 languages: filter.languages,
             },
+            mode: match r.mode.as_str() {
+                "" => None,
+                "hybrid" => Some(SearchMode::Hybrid),
+                "sparse" => Some(SearchMode::Sparse),
+                "dense" => Some(SearchMode::Dense),
+                other => {
+                    return Err(st(RpcError::invalid_params(
+                        "mode",
+                        format!("unknown mode {other:?}: use hybrid, sparse or dense"),
+                    )));
+                }
+            },
         };
         let result = self
             .run(d, move |e, _| e.search(&request))
@@ -814,8 +856,25 @@ impl Quarry for QuarryService {
                     language: h.language,
                     document_id: h.document_id,
                     snippet_line: h.snippet_line,
+                    sources: h
+                        .sources
+                        .iter()
+                        .map(|s| {
+                            match s {
+                                Source::Sparse => "sparse",
+                                Source::Dense => "dense",
+                            }
+                            .to_owned()
+                        })
+                        .collect(),
                 })
                 .collect(),
+            mode: match result.mode {
+                SearchMode::Hybrid => "hybrid",
+                SearchMode::Sparse => "sparse",
+                SearchMode::Dense => "dense",
+            }
+            .to_owned(),
         }))
     }
 

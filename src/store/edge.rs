@@ -10,24 +10,30 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use qdrant_edge::{
-    AnyVariants, Condition as QCondition, CountRequest, CreateIndex, EdgeConfig, EdgeShard,
-    EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations,
-    Filter as QFilter, Fusion, JsonPath, Match, Modifier, NamedQuery, PayloadFieldSchema,
-    PayloadSchemaType, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
-    QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants, Vector,
-    VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    AnyVariants, Condition as QCondition, CountRequest, CreateIndex, CreateVectorName, Direction,
+    EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldCondition,
+    FieldIndexOperations, Filter as QFilter, HasVectorCondition, JsonPath, Match, Modifier,
+    NamedQuery, OrderBy, OrderByInterface, PayloadFieldSchema, PayloadSchemaType,
+    PointInsertOperations, PointOperations, PointStruct, PointVectorsPersisted, QueryEnum,
+    QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation, UpdateVectorsOp, ValueVariants,
+    Vector, VectorInternal, VectorNameConfig, VectorNameOperations, VectorOperations,
+    VectorPersisted, VectorStructInternal, VectorStructPersisted, Vectors, WithPayloadInterface,
+    WithVector,
 };
 use serde_json::{Map, Value};
 
 use super::{
-    CollectionSpec, Condition, Filter, Hit, Page, Point, Query, Record, SparseVector, Store,
-    StoreError, validate_name,
+    CollectionSpec, Condition, Filter, Hit, Page, Point, Query, Ranking, Record, SparseVector,
+    Store, StoreError, validate_name,
 };
 
 /// Name of the sparse named vector.
 pub const SPARSE: &str = "sparse";
 /// Name of the dense named vector.
 pub const DENSE: &str = "dense";
+
+/// A collection's metadata ([`Store::metadata`]), a JSON object beside its shard.
+const METADATA_FILE: &str = "quarry-metadata.json";
 
 /// The data folder's lock file (GRPC.md §6): an exclusive `flock` on it is held for the
 /// store's whole life and released by the kernel when the process dies, so a crash never
@@ -94,6 +100,11 @@ fn json_path(field: &str) -> Result<JsonPath, StoreError> {
 
 fn condition(c: &Condition) -> Result<QCondition, StoreError> {
     let (field, m) = match c {
+        Condition::HasDense => {
+            return Ok(QCondition::HasVector(HasVectorCondition {
+                has_vector: DENSE.into(),
+            }));
+        }
         Condition::Keyword(f, v) => (f, Match::new_value(ValueVariants::String(v.clone()))),
         Condition::KeywordAny(f, vs) => (
             f,
@@ -123,6 +134,19 @@ fn filter(f: &Filter) -> Result<QFilter, StoreError> {
         must_not: conv(&f.must_not)?,
         should: None,
         min_should: None,
+    })
+}
+
+fn payload_fields(fields: &[&str]) -> Result<WithPayloadInterface, StoreError> {
+    Ok(if fields.is_empty() {
+        WithPayloadInterface::Bool(false)
+    } else {
+        WithPayloadInterface::Fields(
+            fields
+                .iter()
+                .map(|f| json_path(f))
+                .collect::<Result<_, _>>()?,
+        )
     })
 }
 
@@ -254,6 +278,7 @@ impl Store for EdgeStore {
             .chain(
                 spec.integer_fields
                     .iter()
+                    .chain(&spec.ordered_fields)
                     .map(|f| (f, PayloadSchemaType::Integer)),
             );
         for (field, kind) in indexes {
@@ -325,50 +350,23 @@ impl Store for EdgeStore {
 
     fn query(&self, collection: &str, q: &Query) -> Result<Vec<Hit>, StoreError> {
         let c = self.get(collection)?;
-        let f = opt_filter(q.filter.as_ref())?;
-        let request = match &q.dense {
-            None => QueryRequest {
-                prefetches: vec![],
-                query: Some(ScoringQuery::Vector(sparse_query(&q.sparse))),
-                filter: f,
-                score_threshold: None,
-                limit: q.limit,
-                offset: 0,
-                params: None,
-                with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(true),
-            },
-            Some(dense) => {
-                let candidates = (q.limit * 4).max(20);
-                let prefetch = |query| Prefetch {
-                    prefetches: vec![],
-                    query: Some(ScoringQuery::Vector(query)),
-                    limit: candidates,
-                    params: None,
-                    filter: f.clone(),
-                    score_threshold: None,
-                };
-                QueryRequest {
-                    prefetches: vec![
-                        prefetch(sparse_query(&q.sparse)),
-                        prefetch(QueryEnum::Nearest(NamedQuery {
-                            query: VectorInternal::from(dense.clone()),
-                            using: Some(DENSE.to_owned()),
-                        })),
-                    ],
-                    query: Some(ScoringQuery::Fusion(Fusion::Rrf {
-                        k: 60,
-                        weights: None,
-                    })),
-                    filter: None,
-                    score_threshold: None,
-                    limit: q.limit,
-                    offset: 0,
-                    params: None,
-                    with_vector: WithVector::Bool(false),
-                    with_payload: WithPayloadInterface::Bool(true),
-                }
-            }
+        let query = match &q.ranking {
+            Ranking::Sparse(v) => sparse_query(v),
+            Ranking::Dense(v) => QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::from(v.clone()),
+                using: Some(DENSE.to_owned()),
+            }),
+        };
+        let request = QueryRequest {
+            prefetches: vec![],
+            query: Some(ScoringQuery::Vector(query)),
+            filter: opt_filter(q.filter.as_ref())?,
+            score_threshold: None,
+            limit: q.limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
         };
         let points = c.shard.query(request).map_err(backend)?;
         Ok(points
@@ -400,16 +398,7 @@ impl Store for EdgeStore {
         fields: &[&str],
     ) -> Result<Page, StoreError> {
         let c = self.get(collection)?;
-        let with_payload = if fields.is_empty() {
-            WithPayloadInterface::Bool(false)
-        } else {
-            WithPayloadInterface::Fields(
-                fields
-                    .iter()
-                    .map(|f| json_path(f))
-                    .collect::<Result<_, _>>()?,
-            )
-        };
+        let with_payload = payload_fields(fields)?;
         let (records, next) = c
             .shard
             .scroll(ScrollRequest {
@@ -431,6 +420,189 @@ impl Store for EdgeStore {
                 .collect(),
             next: next.as_ref().map(point_id),
         })
+    }
+
+    fn latest(
+        &self,
+        collection: &str,
+        f: Option<&Filter>,
+        by: &'static str,
+        limit: usize,
+        fields: &[&str],
+    ) -> Result<Vec<Record>, StoreError> {
+        let c = self.get(collection)?;
+        let (records, _) = c
+            .shard
+            .scroll(ScrollRequest {
+                offset: None,
+                limit: Some(limit.max(1)),
+                filter: opt_filter(f)?,
+                with_payload: Some(payload_fields(fields)?),
+                with_vector: WithVector::Bool(false),
+                order_by: Some(OrderByInterface::Struct(OrderBy {
+                    key: json_path(by)?,
+                    direction: Some(Direction::Desc),
+                    start_from: None,
+                })),
+            })
+            .map_err(backend)?;
+        Ok(records
+            .into_iter()
+            .map(|r| Record {
+                id: point_id(&r.id),
+                payload: r.payload.map(|p| p.0).unwrap_or_else(Map::new),
+            })
+            .collect())
+    }
+
+    fn dense_vectors(
+        &self,
+        collection: &str,
+        f: &Filter,
+        limit: usize,
+        fields: &[&str],
+    ) -> Result<Vec<(Record, Vec<f32>)>, StoreError> {
+        let c = self.get(collection)?;
+        let f = f.clone().and(Condition::HasDense);
+        let (records, _) = c
+            .shard
+            .scroll(ScrollRequest {
+                offset: None,
+                limit: Some(limit.max(1)),
+                filter: Some(filter(&f)?),
+                with_payload: Some(payload_fields(fields)?),
+                with_vector: WithVector::Selector(vec![DENSE.into()]),
+                order_by: None,
+            })
+            .map_err(backend)?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| {
+                let dense = match r.vector? {
+                    VectorStructInternal::Named(mut named) => match named.remove(DENSE)? {
+                        VectorInternal::Dense(d) => d,
+                        _ => return None,
+                    },
+                    _ => return None,
+                };
+                Some((
+                    Record {
+                        id: point_id(&r.id),
+                        payload: r.payload.map(|p| p.0).unwrap_or_else(Map::new),
+                    },
+                    dense,
+                ))
+            })
+            .collect())
+    }
+
+    fn set_dense(
+        &self,
+        collection: &str,
+        vectors: Vec<(u64, Vec<f32>)>,
+    ) -> Result<usize, StoreError> {
+        if vectors.is_empty() {
+            return Ok(0);
+        }
+        let c = self.get(collection)?;
+        let _w = lock(&c.write);
+        // Under the write lock nothing is deleted between this look and the update,
+        // which fails as a whole on a missing id.
+        let ids: Vec<_> = vectors
+            .iter()
+            .map(|(id, _)| qdrant_edge::PointId::NumId(*id))
+            .collect();
+        let present: std::collections::HashSet<u64> = c
+            .shard
+            .retrieve(
+                &ids,
+                Some(WithPayloadInterface::Bool(false)),
+                Some(WithVector::Bool(false)),
+            )
+            .map_err(backend)?
+            .iter()
+            .map(|r| point_id(&r.id))
+            .collect();
+        let points: Vec<PointVectorsPersisted> = vectors
+            .into_iter()
+            .filter(|(id, _)| present.contains(id))
+            .map(|(id, v)| PointVectorsPersisted {
+                id: qdrant_edge::PointId::NumId(id),
+                vector: VectorStructPersisted::Named(
+                    [(DENSE.to_owned(), VectorPersisted::Dense(v))].into(),
+                ),
+            })
+            .collect();
+        let n = points.len();
+        if n > 0 {
+            c.shard
+                .update(UpdateOperation::VectorOperation(
+                    VectorOperations::UpdateVectors(UpdateVectorsOp {
+                        points,
+                        update_filter: None,
+                    }),
+                ))
+                .map_err(backend)?;
+        }
+        Ok(n)
+    }
+
+    fn add_dense(&self, collection: &str, dim: usize) -> Result<bool, StoreError> {
+        let c = self.get(collection)?;
+        let _w = lock(&c.write);
+        if c.shard.config().vectors.contains_key(DENSE) {
+            return Ok(false);
+        }
+        let config: VectorNameConfig = serde_json::from_value(
+            serde_json::json!({ "dense": { "size": dim, "distance": "Cosine" } }),
+        )
+        .map_err(backend)?;
+        c.shard
+            .update(UpdateOperation::VectorNameOperation(
+                VectorNameOperations::CreateVectorName(CreateVectorName {
+                    vector_name: DENSE.into(),
+                    config,
+                }),
+            ))
+            .map_err(backend)?;
+        c.shard.flush();
+        Ok(true)
+    }
+
+    fn dense_dim(&self, collection: &str) -> Result<Option<usize>, StoreError> {
+        let c = self.get(collection)?;
+        Ok(c.shard.config().vectors.get(DENSE).map(|v| v.size))
+    }
+
+    fn metadata(&self, collection: &str) -> Result<Map<String, Value>, StoreError> {
+        self.get(collection)?;
+        match std::fs::read(self.dir(collection).join(METADATA_FILE)) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(Value::Object(m)) => Ok(m),
+                _ => Err(StoreError::Backend(format!(
+                    "collection {collection}: {METADATA_FILE} is not a JSON object"
+                ))),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn set_metadata(
+        &self,
+        collection: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        use std::io::Write;
+        let c = self.get(collection)?;
+        let _w = lock(&c.write);
+        let dir = self.dir(collection);
+        let tmp = dir.join(format!("{METADATA_FILE}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(metadata).map_err(backend)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(METADATA_FILE))?;
+        Ok(())
     }
 
     fn flush(&self, collection: &str) -> Result<(), StoreError> {

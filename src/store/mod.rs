@@ -39,6 +39,8 @@ pub enum Condition {
     KeywordAny(&'static str, Vec<String>),
     /// Integer field equals the value.
     Integer(&'static str, i64),
+    /// The point has a `dense` vector.
+    HasDense,
 }
 
 /// A conjunction of conditions, with exclusions.
@@ -72,14 +74,20 @@ impl Filter {
     }
 }
 
-/// A ranked query: the sparse vector always; the dense one, when given, is fused with it
-/// by reciprocal rank fusion over two prefetches.
+/// What a [`Query`] ranks by.
+#[derive(Debug, Clone)]
+pub enum Ranking {
+    /// Sparse dot product (query terms with unit weights; the store applies IDF).
+    Sparse(SparseVector),
+    /// Cosine similarity to the `dense` vector (points without one are not ranked).
+    Dense(Vec<f32>),
+}
+
+/// A ranked query over one vector.
 #[derive(Debug, Clone)]
 pub struct Query {
-    /// Query terms (unit weights; the store applies IDF).
-    pub sparse: SparseVector,
-    /// Query embedding, if the collection has dense vectors.
-    pub dense: Option<Vec<f32>>,
+    /// What ranks the points.
+    pub ranking: Ranking,
     /// Restricts the candidates.
     pub filter: Option<Filter>,
     /// Most hits returned.
@@ -144,6 +152,8 @@ pub struct CollectionSpec {
     pub integer_fields: Vec<&'static str>,
     /// Dimension of the `dense` named vector (cosine), if any.
     pub dense_dim: Option<usize>,
+    /// Payload fields indexed as integers with range support (for [`Store::latest`]).
+    pub ordered_fields: Vec<&'static str>,
 }
 
 /// Store failures.
@@ -212,6 +222,46 @@ pub trait Store: Send + Sync {
         limit: usize,
         fields: &[&str],
     ) -> Result<Page, StoreError>;
+    /// Up to `limit` points matching `filter` with the largest values of the integer
+    /// field `by` (created as one of the spec's `ordered_fields`), largest first, with
+    /// only the payload `fields`.
+    fn latest(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        by: &'static str,
+        limit: usize,
+        fields: &[&str],
+    ) -> Result<Vec<Record>, StoreError>;
+    /// Up to `limit` points matching `filter` that have a dense vector, with it and the
+    /// payload `fields`.
+    fn dense_vectors(
+        &self,
+        collection: &str,
+        filter: &Filter,
+        limit: usize,
+        fields: &[&str],
+    ) -> Result<Vec<(Record, Vec<f32>)>, StoreError>;
+    /// Sets the dense vector of existing points, leaving their sparse vector and
+    /// payload as they are; ids no longer stored are skipped. Returns how many were set.
+    fn set_dense(
+        &self,
+        collection: &str,
+        vectors: Vec<(u64, Vec<f32>)>,
+    ) -> Result<usize, StoreError>;
+    /// Gives a collection created without one a `dense` vector of `dim` dimensions
+    /// (cosine); `false` if it already had one.
+    fn add_dense(&self, collection: &str, dim: usize) -> Result<bool, StoreError>;
+    /// The dimension of the collection's `dense` vector, if it has one.
+    fn dense_dim(&self, collection: &str) -> Result<Option<usize>, StoreError>;
+    /// The collection's metadata object (empty when never set).
+    fn metadata(&self, collection: &str) -> Result<Map<String, Value>, StoreError>;
+    /// Replaces the collection's metadata object, durably.
+    fn set_metadata(
+        &self,
+        collection: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), StoreError>;
     /// Makes everything written so far durable.
     fn flush(&self, collection: &str) -> Result<(), StoreError>;
     /// Compacts and indexes after bursts of writes (may take a while).

@@ -25,14 +25,28 @@ class ListCollectionsResponse(_message.Message):
     def __init__(self, collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "points", "documents")
+    __slots__ = ("name", "points", "documents", "dense")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FIELD_NUMBER: _ClassVar[int]
     name: str
     points: int
     documents: int
-    def __init__(self, name: _Optional[str] = ..., points: _Optional[int] = ..., documents: _Optional[int] = ...) -> None: ...
+    dense: DenseStatus
+    def __init__(self, name: _Optional[str] = ..., points: _Optional[int] = ..., documents: _Optional[int] = ..., dense: _Optional[_Union[DenseStatus, _Mapping]] = ...) -> None: ...
+
+class DenseStatus(_message.Message):
+    __slots__ = ("model", "dimension", "embedded", "pending")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    dimension: int
+    embedded: int
+    pending: int
+    def __init__(self, model: _Optional[str] = ..., dimension: _Optional[int] = ..., embedded: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -87,16 +101,18 @@ class IndexFileResponse(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., path: _Optional[str] = ..., chunks: _Optional[int] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class IngestDirRequest(_message.Message):
-    __slots__ = ("root", "collection", "include", "exclude")
+    __slots__ = ("root", "collection", "include", "exclude", "wait_for_embeddings")
     ROOT_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     root: str
     collection: str
     include: _containers.RepeatedScalarFieldContainer[str]
     exclude: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, root: _Optional[str] = ..., collection: _Optional[str] = ..., include: _Optional[_Iterable[str]] = ..., exclude: _Optional[_Iterable[str]] = ...) -> None: ...
+    wait_for_embeddings: bool
+    def __init__(self, root: _Optional[str] = ..., collection: _Optional[str] = ..., include: _Optional[_Iterable[str]] = ..., exclude: _Optional[_Iterable[str]] = ..., wait_for_embeddings: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("progress", "total", "message")
@@ -279,19 +295,21 @@ class SearchFilter(_message.Message):
     def __init__(self, path_prefix: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "collection", "limit", "filter")
+    __slots__ = ("query", "collection", "limit", "filter", "mode")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     query: str
     collection: str
     limit: int
     filter: SearchFilter
-    def __init__(self, query: _Optional[str] = ..., collection: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ...) -> None: ...
+    mode: str
+    def __init__(self, query: _Optional[str] = ..., collection: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("path", "score", "chunk_index", "start_line", "end_line", "snippet", "language", "document_id", "snippet_line")
+    __slots__ = ("path", "score", "chunk_index", "start_line", "end_line", "snippet", "language", "document_id", "snippet_line", "sources")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -301,6 +319,7 @@ class SearchHit(_message.Message):
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SNIPPET_LINE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     path: str
     score: float
     chunk_index: int
@@ -310,13 +329,16 @@ class SearchHit(_message.Message):
     language: str
     document_id: str
     snippet_line: int
-    def __init__(self, path: _Optional[str] = ..., score: _Optional[float] = ..., chunk_index: _Optional[int] = ..., start_line: _Optional[int] = ..., end_line: _Optional[int] = ..., snippet: _Optional[str] = ..., language: _Optional[str] = ..., document_id: _Optional[str] = ..., snippet_line: _Optional[int] = ...) -> None: ...
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, path: _Optional[str] = ..., score: _Optional[float] = ..., chunk_index: _Optional[int] = ..., start_line: _Optional[int] = ..., end_line: _Optional[int] = ..., snippet: _Optional[str] = ..., language: _Optional[str] = ..., document_id: _Optional[str] = ..., snippet_line: _Optional[int] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits",)
+    __slots__ = ("hits", "mode")
     HITS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
-    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ...) -> None: ...
+    mode: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("root", "collection", "include", "exclude", "debounce_ms")

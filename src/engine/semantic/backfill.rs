@@ -1,0 +1,351 @@
+//! The background embedder: fills the `dense` vector of every chunk that has none,
+//! most recently changed files first, on one thread per core, out of the way of
+//! foreground work.
+//!
+//! The store is the queue: a chunk is pending while it has no dense vector, so work
+//! resumes after a restart (or a `kill -9`) where it stopped, and a chunk deleted or
+//! replaced before its turn is simply gone. A coordinator takes a round of pending
+//! chunks (ordered by the `mtime` payload field, newest first), cuts it into small
+//! batches and hands them to the workers; each worker owns an ONNX session, embeds a
+//! batch and writes its vectors with [`Store::set_dense`] (ids deleted meanwhile are
+//! skipped).
+//!
+//! Foreground first: workers run at the lowest CPU priority (`nice` 19, per thread) and
+//! wait between batches while any foreground engine call is running ([`Load`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Model;
+use crate::engine::field;
+use crate::store::{Condition, Filter, Store};
+
+/// Chunks embedded in one ONNX call.
+const BATCH: usize = 8;
+/// How often an idle coordinator looks for work nobody announced.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How often a paused worker looks whether the foreground is done.
+const PAUSE_POLL: Duration = Duration::from_millis(10);
+
+/// Foreground engine calls in flight: the background embedder waits while any runs.
+#[derive(Debug, Default)]
+pub struct Load {
+    active: AtomicUsize,
+}
+
+/// Held while a foreground call runs ([`Load::enter`]).
+#[derive(Debug)]
+pub struct Busy<'a>(&'a Load);
+
+impl Load {
+    /// Marks a foreground call as running until the guard drops.
+    pub fn enter(&self) -> Busy<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Busy(self)
+    }
+
+    /// Whether a foreground call is running.
+    pub fn busy(&self) -> bool {
+        self.active.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `collections/list`'s `dense` entry: the collection's model and how far its chunks
+/// are embedded.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct DenseStatus {
+    /// The model the collection's vectors come from (its name).
+    pub model: String,
+    /// Vector dimension.
+    pub dimension: u64,
+    /// Chunks with a dense vector.
+    pub embedded: u64,
+    /// Chunks still waiting for one (searchable by BM25 meanwhile).
+    pub pending: u64,
+}
+
+/// The filter of chunks still waiting for a dense vector.
+pub(crate) fn pending_filter() -> Filter {
+    Filter::default().and_not(Condition::HasDense)
+}
+
+struct Job {
+    collection: String,
+    items: Vec<(u64, String)>,
+    done: mpsc::Sender<Result<usize, String>>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    model: Arc<Model>,
+    load: Arc<Load>,
+    /// Collections whose vectors come from this model.
+    collections: Mutex<Vec<String>>,
+    /// Set when new chunks may be pending; the coordinator sleeps on it.
+    wake: (Mutex<bool>, Condvar),
+    stop: AtomicBool,
+    /// Chunks embedded since start.
+    embedded: AtomicU64,
+}
+
+/// The running background embedder; stops its threads when dropped.
+pub struct Backfill {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Backfill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backfill")
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+fn lowest_priority() {
+    // Best effort: a thread that cannot lower its priority still yields to the
+    // foreground by pausing.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+}
+
+impl Backfill {
+    /// Starts `workers` embedding threads (at least one) and their coordinator.
+    pub fn start(
+        store: Arc<dyn Store>,
+        model: Arc<Model>,
+        load: Arc<Load>,
+        workers: usize,
+    ) -> Backfill {
+        let shared = Arc::new(Shared {
+            store,
+            model,
+            load,
+            collections: Mutex::new(Vec::new()),
+            wake: (Mutex::new(true), Condvar::new()),
+            stop: AtomicBool::new(false),
+            embedded: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::new();
+        for i in 0..workers.max(1) {
+            let shared = shared.clone();
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("quarry-embed-{i}"))
+                .spawn(move || worker(&shared, &rx));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => tracing::error!(error = %e, "cannot start an embedding thread"),
+            }
+        }
+        let coordinator = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("quarry-embed".into())
+                .spawn(move || coordinate(&shared, tx, workers.max(1)))
+        };
+        match coordinator {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!(error = %e, "cannot start the embedding coordinator"),
+        }
+        Backfill { shared, threads }
+    }
+
+    /// Adds `collection` to those filled (its vectors come from this model).
+    pub fn track(&self, collection: &str) {
+        let mut c = self
+            .shared
+            .collections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !c.iter().any(|n| n == collection) {
+            c.push(collection.to_owned());
+        }
+        drop(c);
+        self.notify();
+    }
+
+    /// Stops filling `collection` (deleted).
+    pub fn untrack(&self, collection: &str) {
+        self.shared
+            .collections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| n != collection);
+    }
+
+    /// Says that new chunks may be pending.
+    pub fn notify(&self) {
+        let (flag, cv) = &self.shared.wake;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Chunks embedded since start.
+    pub fn embedded(&self) -> u64 {
+        self.shared.embedded.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Backfill {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.notify();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn str_of<'a>(p: &'a serde_json::Map<String, Value>, k: &str) -> &'a str {
+    p.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn coordinate(shared: &Shared, jobs: mpsc::Sender<Job>, workers: usize) {
+    let round = workers * BATCH * 2;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let collections = shared
+            .collections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut worked = false;
+        for collection in collections {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let pending = match shared.store.latest(
+                &collection,
+                Some(&pending_filter()),
+                field::MTIME,
+                round,
+                &[field::PATH, field::CONTEXT, field::TEXT],
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(collection, error = %e, "no pending chunks read");
+                    continue;
+                }
+            };
+            if pending.is_empty() {
+                continue;
+            }
+            worked = true;
+            let items: Vec<(u64, String)> = pending
+                .into_iter()
+                .map(|r| {
+                    let p = &r.payload;
+                    let input = super::input(
+                        str_of(p, field::PATH),
+                        str_of(p, field::CONTEXT),
+                        str_of(p, field::TEXT),
+                    );
+                    (r.id, input)
+                })
+                .collect();
+            let (done_tx, done_rx) = mpsc::channel();
+            let mut sent = 0;
+            for batch in items.chunks(BATCH) {
+                let job = Job {
+                    collection: collection.clone(),
+                    items: batch.to_vec(),
+                    done: done_tx.clone(),
+                };
+                if jobs.send(job).is_err() {
+                    return;
+                }
+                sent += 1;
+            }
+            drop(done_tx);
+            let mut failed = None;
+            for r in done_rx.iter().take(sent) {
+                if let Err(e) = r {
+                    failed = Some(e);
+                }
+            }
+            if let Some(e) = failed {
+                tracing::warn!(collection, error = %e, "embedding failed; retrying later");
+                wait(shared, IDLE_POLL);
+            }
+        }
+        if !worked {
+            wait(shared, IDLE_POLL);
+        }
+    }
+}
+
+/// Sleeps until notified or `timeout`.
+fn wait(shared: &Shared, timeout: Duration) {
+    let (flag, cv) = &shared.wake;
+    let mut woken = flag.lock().unwrap_or_else(|e| e.into_inner());
+    if !*woken && !shared.stop.load(Ordering::SeqCst) {
+        woken = cv
+            .wait_timeout(woken, timeout)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
+    *woken = false;
+}
+
+fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
+    lowest_priority();
+    let mut encoder = match shared.model.encoder() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start an embedding session");
+            return;
+        }
+    };
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            }
+        };
+        while shared.load.busy() && !shared.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(PAUSE_POLL);
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            let _ = job.done.send(Ok(0));
+            continue;
+        }
+        let texts: Vec<&str> = job.items.iter().map(|(_, t)| t.as_str()).collect();
+        let result = shared
+            .model
+            .embed(&mut encoder, &texts)
+            .map_err(|e| e.to_string())
+            .and_then(|vectors| {
+                let dim = shared.model.info().dimension;
+                let pairs: Vec<(u64, Vec<f32>)> = job
+                    .items
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .zip(vectors)
+                    .filter(|(_, v)| v.len() == dim)
+                    .collect();
+                shared
+                    .store
+                    .set_dense(&job.collection, pairs)
+                    .map_err(|e| e.to_string())
+            });
+        if let Ok(n) = result {
+            shared.embedded.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let _ = job.done.send(result);
+    }
+}
