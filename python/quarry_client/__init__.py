@@ -30,8 +30,10 @@ from .errors import (
     UnsupportedContent,
     error_from_response,
 )
+from .semantic import ModelPaths, model_paths
 from .types import (
     CollectionInfo,
+    DenseStatus,
     Health,
     HealthEvent,
     IngestDirResult,
@@ -71,6 +73,9 @@ __all__ = [
     "UnsupportedContent",
     "error_from_response",
     "CollectionInfo",
+    "DenseStatus",
+    "ModelPaths",
+    "model_paths",
     "Health",
     "IngestDirResult",
     "IngestResult",

@@ -18,6 +18,7 @@ from . import process
 from .connection import STREAM_LIMIT, Connection, Subscribers
 from .errors import ConnectionLost, QuarryError
 from .process import PathLike, find_binary
+from .semantic import model_paths as semantic_model_paths
 from .types import (
     HealthEvent,
     SyncResult,
@@ -190,6 +191,7 @@ class QuarryClient:
         env: Optional[Dict[str, str]] = None,
         ready_timeout: float = 60.0,
         max_line_bytes: int = STREAM_LIMIT,
+        semantic: bool = False,
         **flags: Any,
     ) -> _Opening:
         """Spawns the sidecar: ``quarry supervise [supervisor flags] -- quarry serve
@@ -198,7 +200,13 @@ class QuarryClient:
         (``max_concurrency=8`` → ``--max-concurrency 8``, ``debug_methods=True`` →
         ``--debug-methods``); supervisor flags (``max_restarts``, ``max_rss_mb``, …) go
         to ``quarry supervise``. A response line longer than ``max_line_bytes`` fails
-        its call with :class:`MessageTooLarge` and the connection goes on."""
+        its call with :class:`MessageTooLarge` and the connection goes on.
+
+        ``semantic=True`` turns on semantic search with the model installed by the
+        extra ``quarry-client[semantic]`` (see :func:`quarry_client.semantic.model_paths`;
+        :class:`FileNotFoundError` names what is missing)."""
+        if semantic:
+            env = {**semantic_model_paths().env(), **(env or {})}
         return _Opening(
             lambda: cls._start(
                 binary=binary,
@@ -559,10 +567,14 @@ class QuarryClient:
         exclude: Optional[Sequence[str]] = None,
         on_progress: Optional[ProgressCallback] = None,
         timeout: Optional[float] = None,
+        wait_for_embeddings: bool = False,
     ) -> IngestDirResult:
         """Indexes every text file under ``root`` (idempotent, so replayed after a
-        crash)."""
+        crash). With ``wait_for_embeddings``, returns only once every chunk of the
+        collection has its dense vector (the embedding is reported as progress)."""
         params = _tree_params(root, collection, include, exclude)
+        if wait_for_embeddings:
+            params["waitForEmbeddings"] = True
         r = await self.call(
             "documents/ingestDir", params, timeout=timeout, idempotent=True, on_progress=on_progress
         )
@@ -577,9 +589,14 @@ class QuarryClient:
         path_prefix: Optional[PathLike] = None,
         languages: Optional[Sequence[str]] = None,
         timeout: Optional[float] = None,
+        mode: Optional[str] = None,
     ) -> List[SearchHit]:
-        """Ranked hits for ``query``."""
+        """Ranked hits for ``query``. ``mode`` is ``"hybrid"``, ``"sparse"`` or
+        ``"dense"`` (default: hybrid when the collection has dense vectors, else
+        sparse)."""
         params: Dict[str, Any] = {"query": query}
+        if mode is not None:
+            params["mode"] = mode
         if collection is not None:
             params["collection"] = collection
         if limit is not None:

@@ -7,16 +7,43 @@ from typing import Any, Dict, List, Optional, Tuple
 
 
 @dataclass(frozen=True)
+class DenseStatus:
+    """A collection's embedding model and how far its chunks are embedded."""
+
+    model: str
+    dimension: int
+    embedded: int
+    pending: int
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "DenseStatus":
+        return cls(
+            model=d["model"],
+            dimension=int(d["dimension"]),
+            embedded=int(d["embedded"]),
+            pending=int(d["pending"]),
+        )
+
+
+@dataclass(frozen=True)
 class CollectionInfo:
-    """One collection: ``points`` are chunks, ``documents`` are files."""
+    """One collection: ``points`` are chunks, ``documents`` are files; ``dense`` is
+    ``None`` for a BM25-only collection."""
 
     name: str
     points: int
     documents: int
+    dense: Optional[DenseStatus] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "CollectionInfo":
-        return cls(name=d["name"], points=int(d["points"]), documents=int(d["documents"]))
+        dense = d.get("dense")
+        return cls(
+            name=d["name"],
+            points=int(d["points"]),
+            documents=int(d["documents"]),
+            dense=DenseStatus.from_json(dense) if dense else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,8 @@ class SearchHit:
     language: str
     snippet_line: Optional[int] = None
     document_id: Optional[str] = None
+    #: The candidate lists that found it: ``"sparse"`` (BM25), ``"dense"`` or both.
+    sources: Tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "SearchHit":
@@ -95,6 +124,7 @@ class SearchHit:
             language=d["language"],
             snippet_line=d.get("snippetLine"),
             document_id=d.get("documentId"),
+            sources=tuple(d.get("sources", ())),
         )
 
 

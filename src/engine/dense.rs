@@ -102,10 +102,12 @@ impl Engine {
     }
 
     /// Checks that the engine may write into `collection`: binds it, and refuses a
-    /// collection filled by another model.
+    /// collection filled by another model than the configured one. (Without a model,
+    /// writes are allowed: the new chunks wait for their vectors until the
+    /// collection's model is configured again.)
     pub(crate) fn check_writable(&self, collection: &str) -> Result<(), EngineError> {
         match self.binding(collection)? {
-            Binding::Other(stored) => {
+            Binding::Other(stored) if self.config.model.is_some() => {
                 Err(EngineError::ModelMismatch(Box::new(super::ModelMismatch {
                     collection: collection.to_owned(),
                     stored,

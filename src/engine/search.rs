@@ -310,6 +310,7 @@ impl Engine {
             }),
             (Some(SearchMode::Sparse), _) => Ok(SearchMode::Sparse),
             (Some(m), _) if ours => Ok(m),
+            (Some(_), _) if self.config.model.is_none() => Err(no_model()),
             (Some(_), Some(Binding::Other(stored))) => {
                 Err(EngineError::ModelMismatch(Box::new(super::ModelMismatch {
                     collection: collection.to_owned(),
@@ -317,7 +318,6 @@ impl Engine {
                     configured: self.model_info().cloned(),
                 })))
             }
-            (Some(_), _) if self.config.model.is_none() => Err(no_model()),
             (Some(m), None) => Ok(m),
             (Some(_), Some(_)) => Err(EngineError::InvalidInput {
                 field: "mode",

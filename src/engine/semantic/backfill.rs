@@ -7,8 +7,8 @@
 //! replaced before its turn is simply gone. A coordinator takes a round of pending
 //! chunks (ordered by the `mtime` payload field, newest first), cuts it into small
 //! batches and hands them to the workers; each worker owns an ONNX session, embeds a
-//! batch and writes its vectors with [`Store::set_dense`] (ids deleted meanwhile are
-//! skipped).
+//! batch, writes its vectors with [`Store::set_dense`] (ids deleted meanwhile are
+//! skipped) and flushes them, so a crash loses at most the batches in flight.
 //!
 //! Foreground first: workers run at the lowest CPU priority (`nice` 19, per thread) and
 //! wait between batches while any foreground engine call is running ([`Load`]).
@@ -338,10 +338,17 @@ fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
                     .zip(vectors)
                     .filter(|(_, v)| v.len() == dim)
                     .collect();
-                shared
+                // Durable batch by batch: the embedded store does not replay its
+                // write-ahead log, so what is not flushed is lost on a crash.
+                let n = shared
                     .store
                     .set_dense(&job.collection, pairs)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                shared
+                    .store
+                    .flush(&job.collection)
+                    .map_err(|e| e.to_string())?;
+                Ok(n)
             });
         if let Ok(n) = result {
             shared.embedded.fetch_add(n as u64, Ordering::Relaxed);
