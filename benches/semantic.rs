@@ -89,10 +89,19 @@ const PLAIN: &[(&str, &str)] = &[
         "traceback.py",
     ),
     ("run a function later at a given time", "sched.py"),
-    ("check whether two folders hold the same files", "filecmp.py"),
-    ("print the days of a month laid out as a grid", "calendar.py"),
+    (
+        "check whether two folders hold the same files",
+        "filecmp.py",
+    ),
+    (
+        "print the days of a month laid out as a grid",
+        "calendar.py",
+    ),
     ("is this address inside that subnet", "ipaddress.py"),
-    ("guess the content type from a file extension", "mimetypes.py"),
+    (
+        "guess the content type from a file extension",
+        "mimetypes.py",
+    ),
     (
         "make an unguessable token for a password reset link",
         "secrets.py",
@@ -110,7 +119,10 @@ const PLAIN: &[(&str, &str)] = &[
         "turn a text like 2024-01-31 into a date object",
         "_strptime.py|datetime.py",
     ),
-    ("pack several files into one compressed archive", "zipfile.py|tarfile.py"),
+    (
+        "pack several files into one compressed archive",
+        "zipfile.py|tarfile.py",
+    ),
     (
         "check that a test result equals what was expected",
         "unittest/case.py",
@@ -127,10 +139,7 @@ const PLAIN: &[(&str, &str)] = &[
         "wait until any of many sockets is ready to read",
         "selectors.py",
     ),
-    (
-        "list the parameters a function accepts",
-        "inspect.py",
-    ),
+    ("list the parameters a function accepts", "inspect.py"),
     (
         "sort tasks so that each comes after what it depends on",
         "graphlib.py",
@@ -139,18 +148,9 @@ const PLAIN: &[(&str, &str)] = &[
         "prompt for a secret without showing it on screen",
         "getpass.py",
     ),
-    (
-        "let threads hand work to each other safely",
-        "queue.py",
-    ),
-    (
-        "compute a cryptographic digest of some bytes",
-        "hashlib.py",
-    ),
-    (
-        "object oriented file system paths",
-        "pathlib.py",
-    ),
+    ("let threads hand work to each other safely", "queue.py"),
+    ("compute a cryptographic digest of some bytes", "hashlib.py"),
+    ("object oriented file system paths", "pathlib.py"),
     (
         "a protocol for converting between bytes and text in a given encoding",
         "codecs.py",
@@ -171,7 +171,8 @@ fn stdlib() -> PathBuf {
 /// The model files: the environment, else the test venv's packages.
 fn model_config() -> ModelConfig {
     let env = |k| std::env::var_os(k).map(PathBuf::from);
-    if let (Some(model), Some(tokenizer)) = (env("QUARRY_EMBED_MODEL"), env("QUARRY_EMBED_TOKENIZER"))
+    if let (Some(model), Some(tokenizer)) =
+        (env("QUARRY_EMBED_MODEL"), env("QUARRY_EMBED_TOKENIZER"))
     {
         return ModelConfig {
             model,
@@ -259,18 +260,23 @@ fn pct(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
-/// `threads` threads embed `texts` (split evenly), batches of 8, each with its own
-/// encoder: (wall seconds, CPU seconds).
+/// `threads` threads embed `texts` in batches of 8 taken from a shared queue (as the
+/// background embedder's workers do), each with its own encoder: (wall seconds, CPU
+/// seconds).
 fn embed_all(model: &Model, texts: &[String], threads: usize) -> (f64, f64) {
     let mut encoders: Vec<_> = (0..threads)
         .map(|_| model.encoder().expect("encoder"))
         .collect();
-    let share = texts.len().div_ceil(threads);
+    let batches: Vec<&[String]> = texts.chunks(8).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let (cpu0, t) = (cpu_seconds(), Instant::now());
     std::thread::scope(|s| {
-        for (enc, part) in encoders.iter_mut().zip(texts.chunks(share)) {
+        for enc in encoders.iter_mut() {
+            let (batches, next) = (&batches, &next);
             s.spawn(move || {
-                for batch in part.chunks(8) {
+                while let Some(batch) =
+                    batches.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
                     let b: Vec<&str> = batch.iter().map(String::as_str).collect();
                     model.embed(enc, &b).expect("embed");
                 }
@@ -361,45 +367,6 @@ fn main() {
         model.info().dimension,
         model.info().fingerprint,
         t.elapsed().as_secs_f64() * 1e3
-    );
-
-    // Embedding throughput on real chunks, 1 and 2 threads, same work.
-    let texts: Vec<String> = {
-        use quarry::engine::chunk::{ChunkParams, chunk};
-        let text = std::fs::read_to_string(corpus_dir.join("argparse.py")).expect("argparse");
-        chunk(&text, "python", &ChunkParams::default())
-            .into_iter()
-            .map(|c| c.text)
-            .take(96)
-            .collect()
-    };
-    let (w1, c1) = embed_all(&model, &texts, 1);
-    let (w2, c2) = embed_all(&model, &texts, 2);
-    let n = texts.len() as f64;
-    println!(
-        "\n| embedding ({} chunks of argparse.py, batches of 8) | chunks/s wall | chunks per CPU-second |\n|---|---|---|",
-        texts.len()
-    );
-    println!("| 1 thread | {:.1} | {:.1} |", n / w1, n / c1);
-    println!("| 2 threads | {:.1} | {:.1} |", n / w2, n / c2);
-    println!(
-        "scaling 1 → 2 threads: {:.2}× (target ≥ 1.8×)",
-        w1 / w2
-    );
-    let mut q = Vec::new();
-    for _ in 0..5 {
-        for (query, _) in IDENTIFIER.iter().chain(PLAIN) {
-            let t = Instant::now();
-            model.embed_query(query).expect("query");
-            q.push(t.elapsed());
-        }
-    }
-    q.sort();
-    println!(
-        "query embedding, {} queries × 5: p50 {:.2} ms, p99 {:.2} ms",
-        IDENTIFIER.len() + PLAIN.len(),
-        pct(&q, 0.5),
-        pct(&q, 0.99)
     );
 
     // The engine: BM25 first, then the background embedder.
@@ -498,9 +465,50 @@ fn main() {
         );
     }
     println!(
-        "peak RSS (model loaded, {} chunks embedded): {:.0} MB (target ≤ 300 MB)",
+        "peak RSS so far (the model's three sessions — query and two workers — and the store, {} chunks embedded): {:.0} MB (target ≤ 300 MB)",
         done.embedded,
         peak_rss_mb()
+    );
+
+    // Embedding throughput on real chunks, 1 and 2 threads, same work.
+    let texts: Vec<String> = {
+        use quarry::engine::chunk::{ChunkParams, chunk};
+        ["argparse.py", "difflib.py", "subprocess.py"]
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(corpus_dir.join(f)).expect("a corpus file");
+                chunk(&text, "python", &ChunkParams::default())
+                    .into_iter()
+                    .map(|c| c.text)
+                    .collect::<Vec<_>>()
+            })
+            .take(192)
+            .collect()
+    };
+    let (w1, c1) = embed_all(&model, &texts, 1);
+    let (w2, c2) = embed_all(&model, &texts, 2);
+    let n = texts.len() as f64;
+    println!(
+        "\n| embedding ({} chunks of argparse.py, difflib.py, subprocess.py; batches of 8 from a shared queue) | chunks/s wall | chunks per CPU-second |\n|---|---|---|",
+        texts.len()
+    );
+    println!("| 1 thread | {:.1} | {:.1} |", n / w1, n / c1);
+    println!("| 2 threads | {:.1} | {:.1} |", n / w2, n / c2);
+    println!("scaling 1 → 2 threads: {:.2}× (target ≥ 1.8×)", w1 / w2);
+    let mut q = Vec::new();
+    for _ in 0..5 {
+        for (query, _) in IDENTIFIER.iter().chain(PLAIN) {
+            let t = Instant::now();
+            model.embed_query(query).expect("query");
+            q.push(t.elapsed());
+        }
+    }
+    q.sort();
+    println!(
+        "query embedding, {} queries × 5: p50 {:.2} ms, p99 {:.2} ms",
+        IDENTIFIER.len() + PLAIN.len(),
+        pct(&q, 0.5),
+        pct(&q, 0.99)
     );
 
     // Quality.
@@ -528,11 +536,7 @@ fn main() {
             .map(|i| rank_of(&ranked(i), wants[i]))
             .collect();
         let k = IDENTIFIER.len();
-        let (a, b, c) = (
-            score(&ranks[..k]),
-            score(&ranks[k..]),
-            score(&ranks),
-        );
+        let (a, b, c) = (score(&ranks[..k]), score(&ranks[k..]), score(&ranks));
         println!(
             "| {name} | {:.2} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} |",
             a.0, a.1, b.0, b.1, c.0, c.1
@@ -550,6 +554,48 @@ fn main() {
             &|i| fuse(&sparse[i], &dense[i], ws, wd),
         );
     }
+    // The weights per query shape: MRR@10 of each fixed pair over the queries of
+    // each shape (the engine picks the pair by shape).
+    use quarry::engine::semantic::fusion::{Shape, shape};
+    let queries: Vec<&str> = IDENTIFIER.iter().chain(PLAIN).map(|(q, _)| *q).collect();
+    println!(
+        "\n| fixed weights (sparse, dense) | identifier-shaped MRR@10 | two plain words | three or more plain words |\n|---|---|---|---|"
+    );
+    let shapes = [Shape::Identifier, Shape::Mixed, Shape::Sentence];
+    let counts: Vec<usize> = shapes
+        .iter()
+        .map(|sh| queries.iter().filter(|q| shape(q) == *sh).count())
+        .collect();
+    for (ws, wd) in [
+        (1.0, 0.0),
+        (1.0, 0.3),
+        (1.0, 0.5),
+        (1.0, 1.0),
+        (0.7, 1.0),
+        (0.5, 1.0),
+        (0.3, 1.0),
+        (0.0, 1.0),
+    ] {
+        let cells: Vec<String> = shapes
+            .iter()
+            .map(|sh| {
+                let ranks: Vec<Option<usize>> = (0..queries.len())
+                    .filter(|&i| shape(queries[i]) == *sh)
+                    .map(|i| rank_of(&fuse(&sparse[i], &dense[i], ws, wd), wants[i]))
+                    .collect();
+                if ranks.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:.3}", score(&ranks).1)
+                }
+            })
+            .collect();
+        println!("| {ws}, {wd} | {} |", cells.join(" | "));
+    }
+    println!(
+        "(queries per shape: {} identifier-shaped, {} two plain words, {} three or more)",
+        counts[0], counts[1], counts[2]
+    );
     for (i, r) in ranks.iter().enumerate() {
         if *r != Some(0) {
             let q = IDENTIFIER.iter().chain(PLAIN).nth(i).map_or("", |x| x.0);

@@ -7,16 +7,19 @@
 //! replaced before its turn is simply gone. A coordinator takes a round of pending
 //! chunks (ordered by the `mtime` payload field, newest first), cuts it into small
 //! batches and hands them to the workers; each worker owns an ONNX session, embeds a
-//! batch, writes its vectors with [`Store::set_dense`] (ids deleted meanwhile are
-//! skipped) and flushes them, so a crash loses at most the batches in flight.
+//! batch and writes its vectors with [`Store::set_dense`] (ids deleted meanwhile are
+//! skipped); the round is flushed when all its batches are in, so a crash loses at
+//! most the round in flight.
 //!
-//! Foreground first: workers run at the lowest CPU priority (`nice` 19, per thread) and
-//! wait between batches while any foreground engine call is running ([`Load`]).
+//! Foreground first: workers run in the `SCHED_IDLE` class (per thread; `nice` 19 where
+//! that is refused) and, before each chunk, wait until no foreground engine call has
+//! run for 50 ms — but never more than a second, so that unending foreground load
+//! slows the embedder to a trickle without stopping it ([`Load`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -26,22 +29,44 @@ use super::Model;
 use crate::engine::field;
 use crate::store::{Condition, Filter, Store};
 
-/// Chunks embedded in one ONNX call.
+/// Chunks per job: embedded one by one (see [`Model::embed`]), written and flushed
+/// together.
 const BATCH: usize = 8;
 /// How often an idle coordinator looks for work nobody announced.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// How often a paused worker looks whether the foreground is done.
-const PAUSE_POLL: Duration = Duration::from_millis(10);
+const PAUSE_POLL: Duration = Duration::from_millis(5);
 
-/// Foreground engine calls in flight: the background embedder waits while any runs.
-#[derive(Debug, Default)]
+/// Foreground engine calls in flight and when the last one ended: the background
+/// embedder waits for quiet ([`Load::wait_quiet`]).
+#[derive(Debug)]
 pub struct Load {
     active: AtomicUsize,
+    /// Milliseconds from `epoch` to the end of the last foreground call.
+    last_end_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            active: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 /// Held while a foreground call runs ([`Load::enter`]).
 #[derive(Debug)]
 pub struct Busy<'a>(&'a Load);
+
+/// How long after the last foreground call the embedder stays paused: a burst of
+/// searches (someone typing) runs alone.
+const QUIET: Duration = Duration::from_millis(50);
+/// The longest the embedder waits for quiet before embedding one chunk anyway: under
+/// unending foreground load it still advances, one chunk per worker at a time.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
 impl Load {
     /// Marks a foreground call as running until the guard drops.
@@ -54,10 +79,28 @@ impl Load {
     pub fn busy(&self) -> bool {
         self.active.load(Ordering::SeqCst) > 0
     }
+
+    fn quiet(&self) -> bool {
+        let since = self.epoch.elapsed().as_millis() as u64;
+        !self.busy()
+            && since.saturating_sub(self.last_end_ms.load(Ordering::SeqCst))
+                >= QUIET.as_millis() as u64
+    }
+
+    /// Sleeps until no foreground call has run for [`QUIET`], at most [`MAX_WAIT`]
+    /// (or until `stop`).
+    pub fn wait_quiet(&self, stop: &AtomicBool) {
+        let started = Instant::now();
+        while !self.quiet() && started.elapsed() < MAX_WAIT && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(PAUSE_POLL);
+        }
+    }
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
+        let now = self.0.epoch.elapsed().as_millis() as u64;
+        self.0.last_end_ms.store(now, Ordering::SeqCst);
         self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -114,9 +157,18 @@ impl std::fmt::Debug for Backfill {
     }
 }
 
+/// Puts the calling thread in Linux's `SCHED_IDLE` class (it runs only when no other
+/// thread wants the CPU: `sched(7)`), or at `nice` 19 where that is refused. Best
+/// effort: a thread that cannot lower its priority still yields by pausing.
 fn lowest_priority() {
-    // Best effort: a thread that cannot lower its priority still yields to the
-    // foreground by pausing.
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 names the calling thread; `param` outlives the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+    }
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
@@ -276,6 +328,12 @@ fn coordinate(shared: &Shared, jobs: mpsc::Sender<Job>, workers: usize) {
                     failed = Some(e);
                 }
             }
+            // Durable round by round: the embedded store does not replay its
+            // write-ahead log, so what is not flushed is lost on a crash (a flush per
+            // batch stalled foreground searches more often).
+            if let Err(e) = shared.store.flush(&collection) {
+                failed = Some(e.to_string());
+            }
             if let Some(e) = failed {
                 tracing::warn!(collection, error = %e, "embedding failed; retrying later");
                 wait(shared, IDLE_POLL);
@@ -317,19 +375,28 @@ fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
                 Err(_) => return,
             }
         };
-        while shared.load.busy() && !shared.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(PAUSE_POLL);
+        let mut vectors = Vec::with_capacity(job.items.len());
+        let mut failed = None;
+        for (_, text) in &job.items {
+            shared.load.wait_quiet(&shared.stop);
+            if shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match shared.model.embed(&mut encoder, &[text.as_str()]) {
+                Ok(mut v) => vectors.extend(v.pop()),
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
         }
         if shared.stop.load(Ordering::SeqCst) {
             let _ = job.done.send(Ok(0));
             continue;
         }
-        let texts: Vec<&str> = job.items.iter().map(|(_, t)| t.as_str()).collect();
-        let result = shared
-            .model
-            .embed(&mut encoder, &texts)
-            .map_err(|e| e.to_string())
-            .and_then(|vectors| {
+        let result = match failed {
+            Some(e) => Err(e),
+            None => {
                 let dim = shared.model.info().dimension;
                 let pairs: Vec<(u64, Vec<f32>)> = job
                     .items
@@ -338,18 +405,12 @@ fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
                     .zip(vectors)
                     .filter(|(_, v)| v.len() == dim)
                     .collect();
-                // Durable batch by batch: the embedded store does not replay its
-                // write-ahead log, so what is not flushed is lost on a crash.
-                let n = shared
-                    .store
-                    .set_dense(&job.collection, pairs)
-                    .map_err(|e| e.to_string())?;
                 shared
                     .store
-                    .flush(&job.collection)
-                    .map_err(|e| e.to_string())?;
-                Ok(n)
-            });
+                    .set_dense(&job.collection, pairs)
+                    .map_err(|e| e.to_string())
+            }
+        };
         if let Ok(n) = result {
             shared.embedded.fetch_add(n as u64, Ordering::Relaxed);
         }

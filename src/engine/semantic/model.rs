@@ -2,9 +2,9 @@
 //! ONNX encoder run by ONNX Runtime (`ort`, loaded at run time from `ORT_DYLIB_PATH`).
 //!
 //! A text becomes at most [`MAX_TOKENS`] tokens (`[CLS] … [SEP]`, longer texts
-//! truncated); a batch is padded to its longest text; the encoder's
-//! `last_hidden_state` `[batch, tokens, dimension]` is mean-pooled over the attention
-//! mask and L2-normalised, as sentence-transformers does for all-MiniLM-L6-v2.
+//! truncated) and is run on its own (no padding, so every token is attended); the
+//! encoder's `last_hidden_state` `[1, tokens, dimension]` is mean-pooled and
+//! L2-normalised, as sentence-transformers does for all-MiniLM-L6-v2.
 //!
 //! A [`Model`] is shared; each thread that embeds holds its own [`Encoder`] (an ONNX
 //! session on one intra-op thread, so the work runs on the calling thread and at its
@@ -160,7 +160,7 @@ impl Model {
                 path: config.tokenizer.clone(),
                 reason: format!("not a tokenizer.json: {e}"),
             })?;
-        // The file pads every text to a fixed length; this engine pads per batch.
+        // The file pads every text to a fixed length; this engine runs each text alone.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
@@ -246,38 +246,33 @@ impl Model {
 
     /// Embeds `texts` with `encoder`: one unit vector per text, in order.
     ///
+    /// Each text is its own ONNX run (a batch of one): measured on this model with one
+    /// intra-op thread, that is the fastest (no padding: 16.8 chunks per CPU-second
+    /// against 9.5 for padded batches of 8) and by far the smallest in memory (attention
+    /// grows with batch × tokens²).
+    ///
     /// Errors: the tokenizer or the runtime failed.
     pub fn embed(
         &self,
         encoder: &mut Encoder,
         texts: &[&str],
     ) -> Result<Vec<Vec<f32>>, ModelError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One text at a time: the tokenizer's batch call would use its own thread pool.
-        let encodings = texts
-            .iter()
-            .map(|t| self.tokenizer.encode(*t, true))
-            .collect::<Result<Vec<_>, _>>()
+        texts.iter().map(|t| self.embed_one(encoder, t)).collect()
+    }
+
+    fn embed_one(&self, encoder: &mut Encoder, text: &str) -> Result<Vec<f32>, ModelError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let batch = encodings.len();
-        let len = encodings
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = vec![0i64; batch * len];
-        let mut mask = vec![0i64; batch * len];
-        for (b, e) in encodings.iter().enumerate() {
-            for (t, &id) in e.get_ids().iter().enumerate() {
-                ids[b * len + t] = i64::from(id);
-                mask[b * len + t] = 1;
-            }
+        let ids: Vec<i64> = encoding.get_ids().iter().map(|&i| i64::from(i)).collect();
+        let len = ids.len();
+        if len == 0 {
+            return Err(ModelError::Tokenizer(format!("no tokens in {text:?}")));
         }
-        let types = vec![0i64; batch * len];
-        let shape = [batch, len];
+        let mask = vec![1i64; len];
+        let types = vec![0i64; len];
+        let shape = [1, len];
         let runtime = |e: ort::Error| ModelError::Runtime(e.to_string());
         let mut inputs = vec![
             (
@@ -303,31 +298,24 @@ impl Model {
         }
         let outputs = encoder.session.run(inputs).map_err(runtime)?;
         let (out_shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(runtime)?;
-        if out_shape.len() != 3 || out_shape[0] as usize != batch || out_shape[1] as usize != len {
+        if out_shape.len() != 3 || out_shape[0] != 1 || out_shape[1] as usize != len {
             return Err(ModelError::Runtime(format!(
-                "expected an output of shape [{batch}, {len}, dimension], got {out_shape:?}"
+                "expected an output of shape [1, {len}, dimension], got {out_shape:?}"
             )));
         }
         let dim = out_shape[2] as usize;
-        Ok((0..batch)
-            .map(|b| {
-                let mut v = vec![0f32; dim];
-                let mut n = 0f32;
-                for t in 0..len {
-                    if mask[b * len + t] == 1 {
-                        n += 1.0;
-                        let row = &data[(b * len + t) * dim..(b * len + t + 1) * dim];
-                        for (acc, x) in v.iter_mut().zip(row) {
-                            *acc += x;
-                        }
-                    }
-                }
-                let norm = v.iter().map(|x| (x / n) * (x / n)).sum::<f32>().sqrt();
-                let scale = if norm > 0.0 { 1.0 / (n * norm) } else { 0.0 };
-                v.iter_mut().for_each(|x| *x *= scale);
-                v
-            })
-            .collect())
+        // Mean over the tokens (all attended: no padding), then unit length.
+        let mut v = vec![0f32; dim];
+        for row in data.chunks_exact(dim) {
+            for (acc, x) in v.iter_mut().zip(row) {
+                *acc += x;
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        Ok(v)
     }
 }
 
@@ -346,8 +334,12 @@ fn new_session(env: &ort::environment::Environment, path: &Path) -> Result<Sessi
     let builder = builder
         .with_inter_threads(1)
         .map_err(|e| runtime(e.to_string()))?;
-    let mut builder = builder
+    let builder = builder
         .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| runtime(e.to_string()))?;
+    // Shapes vary from text to text: no pre-planned buffers.
+    let mut builder = builder
+        .with_memory_pattern(false)
         .map_err(|e| runtime(e.to_string()))?;
     builder
         .commit_from_file(path)
