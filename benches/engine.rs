@@ -9,63 +9,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use quarry::engine::text::Profile;
 use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchRequest};
 use quarry::store::edge::EdgeStore;
 use tokio_util::sync::CancellationToken;
 
-/// (query, file that should rank first — any of the `|`-separated path suffixes).
-const JUDGED: &[(&str, &str)] = &[
-    ("dedent", "textwrap.py"),
-    ("remove common leading whitespace from lines", "textwrap.py"),
-    ("split a string using shell-like syntax", "shlex.py"),
-    ("convert a color from RGB to HSV", "colorsys.py"),
-    ("insert an item into a sorted list", "bisect.py"),
-    ("heap queue algorithm", "heapq.py"),
-    (
-        "translate a shell pattern to a regular expression",
-        "fnmatch.py",
-    ),
-    ("parse command line arguments", "argparse.py"),
-    ("deep copy of an object", "copy.py"),
-    ("compare sequences and compute differences", "difflib.py"),
-    ("SequenceMatcher", "difflib.py"),
-    ("unified_diff", "difflib.py"),
-    ("encode binary data as base64", "base64.py"),
-    ("namedtuple", "collections/__init__.py"),
-    ("urlsplit", "urllib/parse.py"),
-    ("parse a URL into components", "urllib/parse.py"),
-    ("create a temporary directory", "tempfile.py"),
-    ("pretty print a data structure", "pprint.py"),
-    ("ThreadPoolExecutor", "concurrent/futures/thread.py"),
-    ("lru_cache", "functools.py"),
-    ("rational numbers", "fractions.py"),
-    ("getLogger", "logging/__init__.py"),
-    ("copytree", "shutil.py"),
-    ("compress a file with gzip", "gzip.py"),
-    ("JSONEncoder", "json/encoder.py"),
-    (
-        "run a command in a subprocess and capture its output",
-        "subprocess.py",
-    ),
-    ("send mail with SMTP", "smtplib.py"),
-    ("read and write CSV files", "csv.py"),
-    ("http request handler server", "http/server.py"),
-    ("wrap text to a given width", "textwrap.py"),
-];
-
-fn stdlib() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig;print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
+#[path = "common/judged.rs"]
+mod judged;
+use judged::{JUDGED, pct, peak_rss_mb, stdlib};
 
 fn options() -> IngestDirOptions {
     IngestDirOptions {
@@ -114,16 +67,6 @@ fn open(data: &Path, v: Variant) -> Engine {
         },
     )
     .expect("engine")
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 /// Child: ingest `corpus` into `data` and print one line of figures.
@@ -192,11 +135,6 @@ fn run_child(corpus: &Path, data: &Path, v: Variant) -> IngestFigures {
         rss_mb: f[5].parse().unwrap(),
         skipped_binary: f[6].parse().unwrap(),
     }
-}
-
-fn pct(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
 }
 
 fn request(q: &str) -> SearchRequest {

@@ -23,45 +23,9 @@ use quarry::engine::{Engine, EngineConfig, IngestDirOptions, SearchMode, SearchR
 use quarry::store::edge::EdgeStore;
 use tokio_util::sync::CancellationToken;
 
-/// Identifier and short keyword queries: the engine bench's 30.
-const IDENTIFIER: &[(&str, &str)] = &[
-    ("dedent", "textwrap.py"),
-    ("remove common leading whitespace from lines", "textwrap.py"),
-    ("split a string using shell-like syntax", "shlex.py"),
-    ("convert a color from RGB to HSV", "colorsys.py"),
-    ("insert an item into a sorted list", "bisect.py"),
-    ("heap queue algorithm", "heapq.py"),
-    (
-        "translate a shell pattern to a regular expression",
-        "fnmatch.py",
-    ),
-    ("parse command line arguments", "argparse.py"),
-    ("deep copy of an object", "copy.py"),
-    ("compare sequences and compute differences", "difflib.py"),
-    ("SequenceMatcher", "difflib.py"),
-    ("unified_diff", "difflib.py"),
-    ("encode binary data as base64", "base64.py"),
-    ("namedtuple", "collections/__init__.py"),
-    ("urlsplit", "urllib/parse.py"),
-    ("parse a URL into components", "urllib/parse.py"),
-    ("create a temporary directory", "tempfile.py"),
-    ("pretty print a data structure", "pprint.py"),
-    ("ThreadPoolExecutor", "concurrent/futures/thread.py"),
-    ("lru_cache", "functools.py"),
-    ("rational numbers", "fractions.py"),
-    ("getLogger", "logging/__init__.py"),
-    ("copytree", "shutil.py"),
-    ("compress a file with gzip", "gzip.py"),
-    ("JSONEncoder", "json/encoder.py"),
-    (
-        "run a command in a subprocess and capture its output",
-        "subprocess.py",
-    ),
-    ("send mail with SMTP", "smtplib.py"),
-    ("read and write CSV files", "csv.py"),
-    ("http request handler server", "http/server.py"),
-    ("wrap text to a given width", "textwrap.py"),
-];
+#[path = "common/judged.rs"]
+mod judged;
+use judged::{JUDGED as IDENTIFIER, pct, peak_rss_mb, stdlib};
 
 /// Plain-language queries, written for this bench (none from any held-out set).
 const PLAIN: &[(&str, &str)] = &[
@@ -157,17 +121,6 @@ const PLAIN: &[(&str, &str)] = &[
     ),
 ];
 
-fn stdlib() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig;print(sysconfig.get_paths()['stdlib'])",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// The model files: the environment, else the test venv's packages.
 fn model_config() -> ModelConfig {
     let env = |k| std::env::var_os(k).map(PathBuf::from);
@@ -243,21 +196,6 @@ fn cpu_seconds() -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (tick(11) + tick(12)) / 100.0
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn pct(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
 }
 
 /// `threads` threads embed `texts` in batches of 8 taken from a shared queue (as the
