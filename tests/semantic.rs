@@ -124,7 +124,19 @@ fn a_paraphrase_finds_what_bm25_misses() {
         return;
     };
     let data = tempfile::tempdir().unwrap();
-    let mut s = spawn(data.path(), &m);
+    // One embedding thread is enough (and the flag works).
+    let mut s = Sidecar::spawn_in(
+        data.path(),
+        &[
+            "--no-grpc",
+            "--embed-model",
+            &m.model,
+            "--embed-tokenizer",
+            &m.tokenizer,
+            "--embed-threads",
+            "1",
+        ],
+    );
     let root = fixture("semantic");
     s.send(&json!({
         "jsonrpc": "2.0", "id": 1, "method": "documents/ingestDir",
@@ -437,6 +449,12 @@ fn a_missing_or_wrong_model_file_stops_the_start() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--no-grpc", "--embed-threads", "0"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--embed-threads 0 accepted");
     let (code, err) = run("/no/such/model.onnx", "/no/such/tokenizer.json");
     assert_eq!(code, Some(2), "{err}");
     assert!(

@@ -153,6 +153,9 @@ pub struct EngineConfig {
     pub definition_boost: bool,
     /// The sentence-embedding model for semantic search (`None`: BM25 only).
     pub model: Option<Arc<semantic::Model>>,
+    /// Background embedding threads, each with its own ONNX session (about 150 MB
+    /// each once running); default: one per core.
+    pub embed_threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -165,6 +168,7 @@ impl Default for EngineConfig {
             chunking: ChunkParams::default(),
             definition_boost: true,
             model: None,
+            embed_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -275,7 +279,7 @@ impl Engine {
         })?;
         let load = Arc::new(semantic::Load::default());
         let backfill = config.model.as_ref().map(|m| {
-            semantic::Backfill::start(store.clone(), m.clone(), load.clone(), config.workers)
+            semantic::Backfill::start(store.clone(), m.clone(), load.clone(), config.embed_threads)
         });
         let engine = Engine {
             store,

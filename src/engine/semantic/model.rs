@@ -152,6 +152,7 @@ impl Model {
     ///
     /// Errors: [`ModelError`] naming the file or variable to fix.
     pub fn load(config: &ModelConfig) -> Result<Model, ModelError> {
+        limit_malloc_arenas();
         check_file(MODEL_FLAG, &config.model)?;
         check_file(TOKENIZER_FLAG, &config.tokenizer)?;
         let mut tokenizer =
@@ -316,6 +317,20 @@ impl Model {
             v.iter_mut().for_each(|x| *x /= norm);
         }
         Ok(v)
+    }
+}
+
+/// Caps glibc's malloc arenas at two. Each embedding thread would otherwise get its own
+/// arena and keep the memory ONNX Runtime frees in it: measured with `quarry serve`
+/// embedding 4,150 chunks on two threads, peak RSS 676 → 629 MB and steady 633 →
+/// 560 MB (the environment variable `MALLOC_ARENA_MAX=2`, set before start, does a
+/// little better: 587 MB peak).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX takes any positive
+    // value.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
