@@ -61,7 +61,7 @@ async fn unary_calls_errors_and_health_on_the_unix_socket() {
         .unwrap()
         .into_inner();
     assert_eq!((r.chunks, r.unchanged), (1, false));
-    let hits = q
+    let r = q
         .search(proto::SearchRequest {
             query: "okapi".into(),
             collection: "c".into(),
@@ -71,10 +71,29 @@ async fn unary_calls_errors_and_health_on_the_unix_socket() {
         })
         .await
         .unwrap()
-        .into_inner()
-        .hits;
+        .into_inner();
+    let hits = r.hits;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].path, "/notes/okapi.txt");
+    // No model here: BM25, and the hit says which list found it.
+    assert_eq!(r.mode, "sparse");
+    assert_eq!(hits[0].sources, ["sparse"]);
+    for (mode, reason_kind) in [("dense", "invalid_params"), ("semantic", "invalid_params")] {
+        let e = q
+            .search(proto::SearchRequest {
+                query: "okapi".into(),
+                collection: "c".into(),
+                mode: mode.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::InvalidArgument, reason_kind),
+            "{mode}: {e:?}"
+        );
+    }
     let cs = q
         .list_collections(proto::ListCollectionsRequest {})
         .await
@@ -83,7 +102,7 @@ async fn unary_calls_errors_and_health_on_the_unix_socket() {
         .collections;
     assert!(
         cs.iter()
-            .any(|c| c.name == "c" && c.documents == 1 && c.points == 1)
+            .any(|c| c.name == "c" && c.documents == 1 && c.points == 1 && c.dense.is_none())
     );
 
     // Errors: the status of the kind, and ErrorInfo naming the kind.

