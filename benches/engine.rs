@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "common/judged.rs"]
 mod judged;
-use judged::{JUDGED, pct, peak_rss_mb, stdlib};
+use judged::{JUDGED, files, pct, peak_rss_mb, rank_of, stdlib};
 
 fn options() -> IngestDirOptions {
     IngestDirOptions {
@@ -152,18 +152,7 @@ fn quality(engine: &Engine) -> (f64, f64, Vec<String>) {
     let mut misses = Vec::new();
     for (q, want) in JUDGED {
         let r = engine.search(&request(q)).expect("search");
-        let rank = r
-            .hits
-            .iter()
-            .map(|h| h.path.clone())
-            .fold(Vec::<String>::new(), |mut acc, p| {
-                if !acc.contains(&p) {
-                    acc.push(p);
-                }
-                acc
-            })
-            .iter()
-            .position(|p| want.split('|').any(|w| p.ends_with(&format!("/{w}"))));
+        let rank = rank_of(&files(&r.hits), want);
         match rank {
             Some(0) => {
                 hits1 += 1.0;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "common/judged.rs"]
 mod judged;
-use judged::{JUDGED as IDENTIFIER, pct, peak_rss_mb, stdlib};
+use judged::{JUDGED as IDENTIFIER, files, pct, peak_rss_mb, rank_of, stdlib};
 
 /// Plain-language queries, written for this bench (none from any held-out set).
 const PLAIN: &[(&str, &str)] = &[
@@ -233,24 +233,6 @@ fn request(q: &str, mode: SearchMode, limit: usize) -> SearchRequest {
     }
 }
 
-/// Distinct files in rank order.
-fn files(hits: &[quarry::engine::SearchHit]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for h in hits {
-        if !out.contains(&h.path) {
-            out.push(h.path.clone());
-        }
-    }
-    out
-}
-
-fn rank_of(files: &[String], want: &str) -> Option<usize> {
-    files
-        .iter()
-        .take(10)
-        .position(|p| want.split('|').any(|w| p.ends_with(&format!("/{w}"))))
-}
-
 /// (hit@1, MRR@10) over `set` for ranked file lists.
 fn score(ranks: &[Option<usize>]) -> (f64, f64) {
     let n = ranks.len() as f64;
@@ -263,18 +245,18 @@ fn score(ranks: &[Option<usize>]) -> (f64, f64) {
     (h1, mrr)
 }
 
-/// Weighted RRF of two chunk lists (the engine's formula, K = 60), as file lists.
+/// Weighted RRF of two chunk lists (the engine's `fusion::rrf`), as file lists.
 fn fuse(
     sparse: &[quarry::engine::SearchHit],
     dense: &[quarry::engine::SearchHit],
-    ws: f64,
-    wd: f64,
+    ws: f32,
+    wd: f32,
 ) -> Vec<String> {
-    let mut score: HashMap<(String, u64), f64> = HashMap::new();
+    let mut score: HashMap<(String, u64), f32> = HashMap::new();
     for (list, w) in [(sparse, ws), (dense, wd)] {
         for (r, h) in list.iter().enumerate() {
             *score.entry((h.path.clone(), h.chunk_index)).or_default() +=
-                w / (60.0 + r as f64 + 1.0);
+                quarry::engine::semantic::fusion::rrf(w, r);
         }
     }
     let mut chunks: Vec<_> = score.into_iter().collect();

@@ -72,16 +72,20 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn spawn(data: &Path, m: &ModelFiles) -> Sidecar {
-    Sidecar::spawn_in(
-        data,
-        &[
-            "--no-grpc",
-            "--embed-model",
-            &m.model,
-            "--embed-tokenizer",
-            &m.tokenizer,
-        ],
-    )
+    spawn_with(data, m, &[])
+}
+
+/// `quarry serve` with the model and `extra` flags.
+fn spawn_with(data: &Path, m: &ModelFiles, extra: &[&str]) -> Sidecar {
+    let mut args = vec![
+        "--no-grpc",
+        "--embed-model",
+        &m.model,
+        "--embed-tokenizer",
+        &m.tokenizer,
+    ];
+    args.extend_from_slice(extra);
+    Sidecar::spawn_in(data, &args)
 }
 
 fn dense_status(s: &mut Sidecar, id: u64) -> Value {
@@ -125,18 +129,7 @@ fn a_paraphrase_finds_what_bm25_misses() {
     };
     let data = tempfile::tempdir().unwrap();
     // One embedding thread is enough (and the flag works).
-    let mut s = Sidecar::spawn_in(
-        data.path(),
-        &[
-            "--no-grpc",
-            "--embed-model",
-            &m.model,
-            "--embed-tokenizer",
-            &m.tokenizer,
-            "--embed-threads",
-            "1",
-        ],
-    );
+    let mut s = spawn_with(data.path(), &m, &["--embed-threads", "1"]);
     let root = fixture("semantic");
     s.send(&json!({
         "jsonrpc": "2.0", "id": 1, "method": "documents/ingestDir",

@@ -58,6 +58,26 @@ pub fn stdlib() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The distinct files of ranked hits, in rank order.
+pub fn files(hits: &[quarry::engine::SearchHit]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in hits {
+        if !out.contains(&h.path) {
+            out.push(h.path.clone());
+        }
+    }
+    out
+}
+
+/// The 0-based rank among the first 10 `files` of the first one ending in one of the
+/// `|`-separated path suffixes of `want`.
+pub fn rank_of(files: &[String], want: &str) -> Option<usize> {
+    files
+        .iter()
+        .take(10)
+        .position(|p| want.split('|').any(|w| p.ends_with(&format!("/{w}"))))
+}
+
 /// This process's peak resident memory (`VmHWM`), in MB.
 pub fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -108,14 +108,20 @@ impl Engine {
     pub(crate) fn check_writable(&self, collection: &str) -> Result<(), EngineError> {
         match self.binding(collection)? {
             Binding::Other(stored) if self.config.model.is_some() => {
-                Err(EngineError::ModelMismatch(Box::new(super::ModelMismatch {
-                    collection: collection.to_owned(),
-                    stored,
-                    configured: self.model_info().cloned(),
-                })))
+                Err(self.mismatch(collection, stored))
             }
             _ => Ok(()),
         }
+    }
+
+    /// The error for `collection`, filled by the model `stored`, used with this
+    /// server's model.
+    pub(crate) fn mismatch(&self, collection: &str, stored: ModelInfo) -> EngineError {
+        EngineError::ModelMismatch(Box::new(super::ModelMismatch {
+            collection: collection.to_owned(),
+            stored,
+            configured: self.model_info().cloned(),
+        }))
     }
 
     /// Binds every existing collection at start, so that the background embedder

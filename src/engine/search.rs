@@ -41,6 +41,25 @@ pub enum SearchMode {
     Dense,
 }
 
+impl SearchMode {
+    /// Every mode, by its protocol name.
+    const ALL: [SearchMode; 3] = [SearchMode::Hybrid, SearchMode::Sparse, SearchMode::Dense];
+
+    /// The protocol name: `hybrid`, `sparse` or `dense` (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Hybrid => "hybrid",
+            SearchMode::Sparse => "sparse",
+            SearchMode::Dense => "dense",
+        }
+    }
+
+    /// The mode of a protocol name, `None` for another string.
+    pub fn from_name(name: &str) -> Option<SearchMode> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
 /// Most hits one search may ask for.
 pub const MAX_LIMIT: usize = 100;
 /// Hits when a search names no limit.
@@ -191,12 +210,7 @@ impl Engine {
         }
         let binding = match self.binding(collection) {
             Ok(b) => Some(b),
-            Err(EngineError::Storage(StoreError::NoCollection(_)))
-            | Err(EngineError::NotFound(_))
-                if collection == DEFAULT_COLLECTION =>
-            {
-                None
-            }
+            Err(EngineError::NotFound(_)) if collection == DEFAULT_COLLECTION => None,
             Err(e) => return Err(e),
         };
         let mode = self.resolve_mode(collection, *mode, binding.as_ref())?;
@@ -312,11 +326,7 @@ impl Engine {
             (Some(m), _) if ours => Ok(m),
             (Some(_), _) if self.config.model.is_none() => Err(no_model()),
             (Some(_), Some(Binding::Other(stored))) => {
-                Err(EngineError::ModelMismatch(Box::new(super::ModelMismatch {
-                    collection: collection.to_owned(),
-                    stored: stored.clone(),
-                    configured: self.model_info().cloned(),
-                })))
+                Err(self.mismatch(collection, stored.clone()))
             }
             (Some(m), None) => Ok(m),
             (Some(_), Some(_)) => Err(EngineError::InvalidInput {
@@ -346,6 +356,18 @@ fn only(hits: Vec<crate::store::Hit>, source: Source) -> Vec<Fused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_names_are_the_serialised_ones() {
+        for m in SearchMode::ALL {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+            assert_eq!(SearchMode::from_name(m.as_str()), Some(m));
+        }
+        assert_eq!(SearchMode::from_name("Hybrid"), None);
+        for s in [Source::Sparse, Source::Dense] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn snippet_centres_on_the_best_line() {

@@ -24,7 +24,6 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::{self, quarry_server::Quarry};
 use super::status::status;
 use crate::engine::lazy::LazyEngine;
-use crate::engine::semantic::fusion::Source;
 use crate::engine::watch::{ChangeKind, WatchEvent, WatchSpec};
 use crate::engine::{
     Document, Engine, EngineError, IngestDirOptions, Progress, SearchFilter, SearchMode,
@@ -827,15 +826,12 @@ impl Quarry for QuarryService {
             },
             mode: match r.mode.as_str() {
                 "" => None,
-                "hybrid" => Some(SearchMode::Hybrid),
-                "sparse" => Some(SearchMode::Sparse),
-                "dense" => Some(SearchMode::Dense),
-                other => {
-                    return Err(st(RpcError::invalid_params(
+                name => Some(SearchMode::from_name(name).ok_or_else(|| {
+                    st(RpcError::invalid_params(
                         "mode",
-                        format!("unknown mode {other:?}: use hybrid, sparse or dense"),
-                    )));
-                }
+                        format!("unknown mode {name:?}: use hybrid, sparse or dense"),
+                    ))
+                })?),
             },
         };
         let result = self
@@ -856,25 +852,10 @@ impl Quarry for QuarryService {
                     language: h.language,
                     document_id: h.document_id,
                     snippet_line: h.snippet_line,
-                    sources: h
-                        .sources
-                        .iter()
-                        .map(|s| {
-                            match s {
-                                Source::Sparse => "sparse",
-                                Source::Dense => "dense",
-                            }
-                            .to_owned()
-                        })
-                        .collect(),
+                    sources: h.sources.iter().map(|s| s.as_str().to_owned()).collect(),
                 })
                 .collect(),
-            mode: match result.mode {
-                SearchMode::Hybrid => "hybrid",
-                SearchMode::Sparse => "sparse",
-                SearchMode::Dense => "dense",
-            }
-            .to_owned(),
+            mode: result.mode.as_str().to_owned(),
         }))
     }
 

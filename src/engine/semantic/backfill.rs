@@ -29,8 +29,7 @@ use super::Model;
 use crate::engine::field;
 use crate::store::{Condition, Filter, Store};
 
-/// Chunks per job: embedded one by one (see [`Model::embed`]), written and flushed
-/// together.
+/// Chunks per job: embedded one by one (see [`Model::embed`]) and written together.
 const BATCH: usize = 8;
 /// How often an idle coordinator looks for work nobody announced.
 const IDLE_POLL: Duration = Duration::from_secs(5);
@@ -139,8 +138,6 @@ struct Shared {
     /// Set when new chunks may be pending; the coordinator sleeps on it.
     wake: (Mutex<bool>, Condvar),
     stop: AtomicBool,
-    /// Chunks embedded since start.
-    embedded: AtomicU64,
 }
 
 /// The running background embedder; stops its threads when dropped.
@@ -187,7 +184,6 @@ impl Backfill {
             collections: Mutex::new(Vec::new()),
             wake: (Mutex::new(true), Condvar::new()),
             stop: AtomicBool::new(false),
-            embedded: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -244,11 +240,6 @@ impl Backfill {
         let (flag, cv) = &self.shared.wake;
         *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cv.notify_all();
-    }
-
-    /// Chunks embedded since start.
-    pub fn embedded(&self) -> u64 {
-        self.shared.embedded.load(Ordering::Relaxed)
     }
 }
 
@@ -411,9 +402,6 @@ fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
                     .map_err(|e| e.to_string())
             }
         };
-        if let Ok(n) = result {
-            shared.embedded.fetch_add(n as u64, Ordering::Relaxed);
-        }
         let _ = job.done.send(result);
     }
 }

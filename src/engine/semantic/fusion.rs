@@ -21,6 +21,16 @@ pub enum Source {
     Dense,
 }
 
+impl Source {
+    /// The protocol name: `sparse` or `dense` (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Sparse => "sparse",
+            Source::Dense => "dense",
+        }
+    }
+}
+
 /// List weights for one query.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
@@ -94,6 +104,12 @@ pub struct Fused {
     pub sources: Vec<Source>,
 }
 
+/// What the hit at 0-based `rank` of a list of weight `weight` adds to its fused
+/// score: `weight / (K + rank + 1)`.
+pub fn rrf(weight: f32, rank: usize) -> f32 {
+    weight / (K + rank as f32 + 1.0)
+}
+
 /// Fuses the two ranked lists, best first (ties keep the sparse list's order).
 pub fn fuse(sparse: Vec<Hit>, dense: Vec<Hit>, w: Weights) -> Vec<Fused> {
     let mut out: Vec<Fused> = Vec::with_capacity(sparse.len() + dense.len());
@@ -103,7 +119,7 @@ pub fn fuse(sparse: Vec<Hit>, dense: Vec<Hit>, w: Weights) -> Vec<Fused> {
         (dense, w.dense, Source::Dense),
     ] {
         for (rank, mut hit) in list.into_iter().enumerate() {
-            let s = weight / (K + rank as f32 + 1.0);
+            let s = rrf(weight, rank);
             match at.get(&hit.id) {
                 Some(&i) => {
                     let f: &mut Fused = &mut out[i];
