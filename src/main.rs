@@ -66,6 +66,11 @@ struct ModelArgs {
     /// session (about 150 MB once running): fewer threads, less memory, slower filling.
     #[arg(long, env = "QUARRY_EMBED_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     embed_threads: Option<u16>,
+    /// CPU priority of the embedding threads: `idle` (Linux SCHED_IDLE: only spare CPU
+    /// time; a machine busy with other work defers embedding), `low` (nice 19: keeps
+    /// advancing under load) or `normal`.
+    #[arg(long, env = "QUARRY_EMBED_PRIORITY", value_enum, default_value_t = quarry::engine::semantic::Priority::Idle)]
+    embed_priority: quarry::engine::semantic::Priority,
 }
 
 /// The process's model, loaded once.
@@ -244,6 +249,7 @@ impl StoreArgs {
         if let Some(n) = self.model.embed_threads {
             config.embed_threads = usize::from(n);
         }
+        config.embed_priority = self.model.embed_priority;
         Engine::new(Arc::new(store), config)
     }
 }

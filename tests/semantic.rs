@@ -77,12 +77,16 @@ fn spawn(data: &Path, m: &ModelFiles) -> Sidecar {
 
 /// `quarry serve` with the model and `extra` flags.
 fn spawn_with(data: &Path, m: &ModelFiles, extra: &[&str]) -> Sidecar {
+    // Normal priority: these tests check what gets embedded, not how it yields, and
+    // under `idle` a busy machine (CI) defers embedding indefinitely.
     let mut args = vec![
         "--no-grpc",
         "--embed-model",
         &m.model,
         "--embed-tokenizer",
         &m.tokenizer,
+        "--embed-priority",
+        "normal",
     ];
     args.extend_from_slice(extra);
     Sidecar::spawn_in(data, &args)
@@ -473,7 +477,14 @@ async fn grpc_carries_the_mode_sources_dense_status_and_the_wait() {
         return;
     };
     let d = common::daemon::Daemon::start_with(
-        &["--embed-model", &m.model, "--embed-tokenizer", &m.tokenizer],
+        &[
+            "--embed-model",
+            &m.model,
+            "--embed-tokenizer",
+            &m.tokenizer,
+            "--embed-priority",
+            "normal",
+        ],
         &[],
     );
     let mut q = QuarryClient::new(common::daemon::channel(&d.socket).await);

@@ -74,7 +74,9 @@ def test_embeddings_match_the_python_onnxruntime(quarry_bin: str) -> None:
 
 def test_spawn_semantic_searches_by_meaning(quarry_bin: str, tmp_path: Path) -> None:
     async def main() -> None:
-        async with QuarryClient.spawn(quarry_bin, data_dir=tmp_path, semantic=True) as q:
+        async with QuarryClient.spawn(
+            quarry_bin, data_dir=tmp_path, semantic=True, embed_priority="normal"
+        ) as q:
             seen: List[Progress] = []
             r = await q.ingest_dir(FIXTURE, wait_for_embeddings=True, on_progress=seen.append)
             assert r.files == 5

@@ -156,6 +156,8 @@ pub struct EngineConfig {
     /// Background embedding threads, each with its own ONNX session (about 150 MB
     /// each once running); default: one per core.
     pub embed_threads: usize,
+    /// CPU priority of the background embedding threads (default `SCHED_IDLE`).
+    pub embed_priority: semantic::Priority,
 }
 
 impl Default for EngineConfig {
@@ -169,6 +171,7 @@ impl Default for EngineConfig {
             definition_boost: true,
             model: None,
             embed_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            embed_priority: semantic::Priority::default(),
         }
     }
 }
@@ -279,7 +282,13 @@ impl Engine {
         })?;
         let load = Arc::new(semantic::Load::default());
         let backfill = config.model.as_ref().map(|m| {
-            semantic::Backfill::start(store.clone(), m.clone(), load.clone(), config.embed_threads)
+            semantic::Backfill::start(
+                store.clone(),
+                m.clone(),
+                load.clone(),
+                config.embed_threads,
+                config.embed_priority,
+            )
         });
         let engine = Engine {
             store,

@@ -11,8 +11,8 @@
 //! skipped); the round is flushed when all its batches are in, so a crash loses at
 //! most the round in flight.
 //!
-//! Foreground first: workers run in the `SCHED_IDLE` class (per thread; `nice` 19 where
-//! that is refused) and, before each chunk, wait until no foreground engine call has
+//! Foreground first: workers run in the `SCHED_IDLE` class by default (per thread;
+//! [`Priority`]) and, before each chunk, wait until no foreground engine call has
 //! run for 50 ms — but never more than a second, so that unending foreground load
 //! slows the embedder to a trickle without stopping it ([`Load`]).
 
@@ -154,28 +154,52 @@ impl std::fmt::Debug for Backfill {
     }
 }
 
-/// Puts the calling thread in Linux's `SCHED_IDLE` class (it runs only when no other
-/// thread wants the CPU: `sched(7)`), or at `nice` 19 where that is refused. Best
-/// effort: a thread that cannot lower its priority still yields by pausing.
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 names the calling thread; `param` outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-            return;
+/// The CPU priority of the embedding threads (`--embed-priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Priority {
+    /// Linux's `SCHED_IDLE` class: runs only on CPU time nothing else wants
+    /// (`sched(7)`). On a machine busy with other work, embedding waits until it is
+    /// not (measured: two busy loops on two cores stopped it).
+    #[default]
+    Idle,
+    /// `nice` 19: the lowest ordinary priority; keeps advancing, slowly, under load.
+    Low,
+    /// The process's own priority.
+    Normal,
+}
+
+/// Sets the calling thread's priority. Best effort: a thread that cannot lower its
+/// priority still yields to the foreground by pausing.
+fn set_priority(priority: Priority) {
+    let nice = |n| {
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), n);
+    };
+    match priority {
+        Priority::Normal => {}
+        Priority::Low => nice(19),
+        Priority::Idle => {
+            #[cfg(target_os = "linux")]
+            {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: pid 0 names the calling thread; `param` outlives the call.
+                if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+                    return;
+                }
+            }
+            nice(19);
         }
     }
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
 impl Backfill {
-    /// Starts `workers` embedding threads (at least one) and their coordinator.
+    /// Starts `workers` embedding threads (at least one) at `priority`, and their
+    /// coordinator.
     pub fn start(
         store: Arc<dyn Store>,
         model: Arc<Model>,
         load: Arc<Load>,
         workers: usize,
+        priority: Priority,
     ) -> Backfill {
         let shared = Arc::new(Shared {
             store,
@@ -193,7 +217,7 @@ impl Backfill {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("quarry-embed-{i}"))
-                .spawn(move || worker(&shared, &rx));
+                .spawn(move || worker(&shared, &rx, priority));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => tracing::error!(error = %e, "cannot start an embedding thread"),
@@ -349,8 +373,8 @@ fn wait(shared: &Shared, timeout: Duration) {
     *woken = false;
 }
 
-fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
-    lowest_priority();
+fn worker(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>, priority: Priority) {
+    set_priority(priority);
     let mut encoder = match shared.model.encoder() {
         Ok(e) => e,
         Err(e) => {

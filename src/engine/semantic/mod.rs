@@ -6,7 +6,7 @@ pub(crate) mod backfill;
 pub mod fusion;
 pub mod model;
 
-pub use backfill::{Backfill, Busy, DenseStatus, Load};
+pub use backfill::{Backfill, Busy, DenseStatus, Load, Priority};
 pub use model::{Encoder, Model, ModelConfig, ModelError, ModelInfo};
 
 /// The text a chunk is embedded as: its file's name, its heading context and its text.
