@@ -8,13 +8,19 @@ use common::*;
 use serde_json::{Value, json};
 
 /// `health`'s `(role, ownerPid)`.
+/// The server's role and owner pid from `health`, once it has decided them (a server
+/// still opening or reaching the folder's owner answers `health` without a role).
 fn role(s: &mut Sidecar) -> (String, i64) {
-    let v = s.request("h", "health", Value::Null);
-    let r = result_of(&v);
-    (
-        r["role"].as_str().unwrap_or_default().to_owned(),
-        r["ownerPid"].as_i64().unwrap_or(-1),
-    )
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let v = s.request("h", "health", Value::Null);
+        let r = result_of(&v);
+        let role = r["role"].as_str().unwrap_or_default().to_owned();
+        if !role.is_empty() || std::time::Instant::now() >= deadline {
+            return (role, r["ownerPid"].as_i64().unwrap_or(-1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// The paths of `search/query` hits for `query` through `s`.
