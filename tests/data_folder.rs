@@ -266,8 +266,17 @@ fn progress_cancellation_and_watches_through_a_follower() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let ids = watch_ids(&mut b, "wl");
-    assert_eq!(ids, std::slice::from_ref(&watch_id));
+    // A re-armed watch is listed once its reconcile is over, which may be a moment
+    // after the reconcile indexed the handover change.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let ids = watch_ids(&mut b, "wl");
+        if ids == std::slice::from_ref(&watch_id) || std::time::Instant::now() >= deadline {
+            assert_eq!(ids, std::slice::from_ref(&watch_id));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     std::fs::write(watched.path().join("after.txt"), "the vole digs\n").unwrap();
     let event = loop {
         let m = b.recv();
@@ -545,6 +554,45 @@ fn supervised_hosts_share_a_folder_and_a_follower_stays_healthy() {
     assert_eq!(st["state"], "ready", "{st}");
     assert_eq!(st["restarts"], 0, "{st}");
     assert_eq!(role(&mut second).0, "follower");
+}
+
+/// `quarry serve --debug-methods --data-dir DATA` with its own runtime folder `run`.
+fn spawn_with_runtime(data: &std::path::Path, run: &std::path::Path, args: &[&str]) -> Sidecar {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.arg("serve")
+        .arg("--debug-methods")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", run);
+    Sidecar::spawn_cmd(cmd)
+}
+
+#[test]
+fn a_stale_socket_under_the_owners_pid_is_not_waited_for() {
+    // A socket file left by a killed process whose pid the owner now has (pids restart
+    // low in every container, runtime folders persist) once made followers wait the
+    // full 30 s for a listener that never comes.
+    let (data, run) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = spawn_with_runtime(data.path(), run.path(), &["--no-grpc"]);
+    assert_eq!(role(&mut a).0, "owner");
+    let folder = run.path().join("quarry");
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .recursive(true)
+        .create(&folder)
+        .unwrap();
+    let stale = folder.join(format!("{}.sock", a.pid()));
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let mut b = spawn_with_runtime(data.path(), run.path(), &[]);
+    let v = b.request(
+        1,
+        "collections/list",
+        json!({"_meta": {"timeoutMs": 15000}}),
+    );
+    assert_error(&v, -32013, "storage");
+    assert_eq!(v["error"]["data"]["reason"], "locked", "{v}");
+    assert_eq!(v["error"]["data"]["pid"], a.pid(), "{v}");
 }
 
 #[test]

@@ -40,6 +40,9 @@ const OWNER_WAIT: Duration = Duration::from_secs(30);
 /// none.
 const SOCKET_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the start waits for a lock's holder to write its pid.
+const HOLDER_NAMING: Duration = Duration::from_secs(2);
+
 /// Where a call runs.
 enum Route {
     /// This process holds the store.
@@ -128,14 +131,31 @@ impl Share {
     pub async fn decide(self: &Arc<Self>) {
         {
             let _deciding = self.deciding.lock().await;
-            let lazy = self.engine.clone();
-            match tokio::task::spawn_blocking(move || lazy.get().map(|_| ())).await {
-                Ok(Ok(())) => self.became_owner(&Notifier::disconnected()).await,
-                Ok(Err(EngineError::Storage(StoreError::Locked { pid: Some(pid), .. }))) => {
-                    *self.role.lock().unwrap_or_else(|e| e.into_inner()) = Some(("follower", pid));
+            let unnamed_until = tokio::time::Instant::now() + HOLDER_NAMING;
+            loop {
+                let lazy = self.engine.clone();
+                match tokio::task::spawn_blocking(move || lazy.get().map(|_| ())).await {
+                    Ok(Ok(())) => self.became_owner(&Notifier::disconnected()).await,
+                    Ok(Err(EngineError::Storage(StoreError::Locked {
+                        pid: Some(pid), ..
+                    }))) => {
+                        *self.role.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(("follower", pid));
+                    }
+                    // The holder took the lock a moment ago and has not written its pid:
+                    // ask again rather than start with no role.
+                    Ok(Err(EngineError::Storage(StoreError::Locked { pid: None, .. })))
+                        if tokio::time::Instant::now() < unnamed_until =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the data folder cannot be opened yet")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "engine task failed"),
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "the data folder cannot be opened yet"),
-                Err(e) => tracing::warn!(error = %e, "engine task failed"),
+                break;
             }
         }
         let share = self.clone();
@@ -271,14 +291,12 @@ impl Share {
                 },
                 None => "the holder has not written its pid yet".to_owned(),
             };
-            // An owner that has had time to start its endpoint and still shows no
-            // socket (a `--no-grpc` server, a CLI ingest) will never have one.
-            let socketless = holder.0.is_some_and(|pid| {
-                started.elapsed() >= SOCKET_GRACE
-                    && crate::grpc::endpoint::runtime_dir()
-                        .map(|d| !d.join(format!("{pid}.sock")).exists())
-                        .unwrap_or(true)
-            });
+            // An owner that has had time to start its endpoint and still has no
+            // listening socket (a `--no-grpc` server, a CLI ingest) will never have one.
+            let socketless = match holder.0 {
+                Some(pid) if started.elapsed() >= SOCKET_GRACE => !listening(pid).await,
+                _ => false,
+            };
             if socketless || tokio::time::Instant::now() >= deadline {
                 let (pid, path) = holder;
                 return Err(
@@ -377,4 +395,27 @@ fn with_watch_id(mut params: Value, id: &str) -> Option<Box<RawValue>> {
         m.insert("watchId".into(), Value::String(id.to_owned()));
     }
     serde_json::value::to_raw_value(&params).ok()
+}
+
+/// Whether something listens on the socket of process `pid`. A file with no listener
+/// (left by a killed process whose pid the owner now has: pids restart low in every
+/// container while runtime folders persist) does not count.
+async fn listening(pid: u32) -> bool {
+    let Ok(dir) = crate::grpc::endpoint::runtime_dir() else {
+        return false;
+    };
+    let socket = dir.join(format!("{pid}.sock"));
+    // A listener with a full backlog makes `connect` wait: it is there all the same.
+    match tokio::time::timeout(
+        Duration::from_millis(200),
+        tokio::net::UnixStream::connect(&socket),
+    )
+    .await
+    {
+        Ok(Ok(_)) | Err(_) => true,
+        Ok(Err(e)) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ),
+    }
 }
