@@ -38,6 +38,14 @@ print(f"export QUARRY_TEST_EMBED_MODEL={p.model!r} QUARRY_TEST_EMBED_TOKENIZER={
 export QUARRY_REQUIRE_SEMANTIC=1
 
 echo "== Rust tests"
+# A real Qdrant server for the server/cluster tests (tests/qdrant.rs, store_suite.rs):
+# $QUARRY_TEST_QDRANT, else ../shared/bin/qdrant-server beside the repository; without
+# one those tests print SKIPPED and pass.
+if [ -z "${QUARRY_TEST_QDRANT:-}" ] && [ -x "$(pwd)/../shared/bin/qdrant-server" ]; then
+    QUARRY_TEST_QDRANT="$(cd .. && pwd)/shared/bin/qdrant-server"
+    export QUARRY_TEST_QDRANT
+fi
+echo "== Qdrant server for tests: ${QUARRY_TEST_QDRANT:-none (those tests print SKIPPED)}"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
     # nextest does not run doc tests.

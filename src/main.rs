@@ -211,6 +211,63 @@ struct StoreArgs {
     profile: quarry::engine::text::Profile,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    qdrant: QdrantArgs,
+}
+
+/// Where collections live when not in the data folder: a Qdrant server or cluster.
+#[derive(Args, Debug, Clone)]
+struct QdrantArgs {
+    /// Store collections on the Qdrant server or cluster at this gRPC URL (e.g.
+    /// http://127.0.0.1:6334; https:// for TLS) instead of the embedded store. Several
+    /// Quarry processes may share one server; the data folder then holds no index.
+    #[arg(long, env = "QUARRY_QDRANT_URL")]
+    qdrant_url: Option<String>,
+    /// The server's API key (sent as the `api-key` header).
+    #[arg(
+        long,
+        env = "QUARRY_QDRANT_API_KEY",
+        hide_env_values = true,
+        requires = "qdrant_url"
+    )]
+    qdrant_api_key: Option<String>,
+    /// Prepended to collection names on the server, so one server holds several Quarry
+    /// deployments apart.
+    #[arg(long, env = "QUARRY_QDRANT_PREFIX", default_value = "quarry_")]
+    qdrant_prefix: String,
+    /// Shards of each new collection (default: the server's).
+    #[arg(long, env = "QUARRY_QDRANT_SHARDS", value_parser = clap::value_parser!(u32).range(1..))]
+    qdrant_shards: Option<u32>,
+    /// Copies of each shard of a new collection, on different nodes of a cluster.
+    #[arg(long, env = "QUARRY_QDRANT_REPLICAS", value_parser = clap::value_parser!(u32).range(1..))]
+    qdrant_replicas: Option<u32>,
+    /// Replicas that must acknowledge each write to a new collection.
+    #[arg(long, env = "QUARRY_QDRANT_WRITE_CONSISTENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    qdrant_write_consistency: Option<u32>,
+    /// Deadline of each request to the server, in milliseconds.
+    #[arg(long, env = "QUARRY_QDRANT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    qdrant_timeout_ms: u64,
+    /// How long a store call keeps retrying while the server is unreachable,
+    /// restarting or busy, in milliseconds (then it fails `storage`, reason
+    /// `unavailable`).
+    #[arg(long, env = "QUARRY_QDRANT_RETRY_MS", default_value_t = 15_000)]
+    qdrant_retry_ms: u64,
+}
+
+impl QdrantArgs {
+    /// The server's options, when a URL is set.
+    fn options(&self) -> Option<quarry::store::qdrant::QdrantOptions> {
+        let url = self.qdrant_url.as_ref()?;
+        let mut o = quarry::store::qdrant::QdrantOptions::new(url.clone());
+        o.api_key = self.qdrant_api_key.clone().filter(|k| !k.is_empty());
+        o.prefix = self.qdrant_prefix.clone();
+        o.shards = self.qdrant_shards;
+        o.replicas = self.qdrant_replicas;
+        o.write_consistency = self.qdrant_write_consistency;
+        o.timeout = Duration::from_millis(self.qdrant_timeout_ms);
+        o.retry = Duration::from_millis(self.qdrant_retry_ms);
+        Some(o)
+    }
 }
 
 impl StoreArgs {
@@ -239,7 +296,10 @@ impl StoreArgs {
                 field: "embedModel",
                 message,
             })?;
-        let store = EdgeStore::open(&self.data_dir())?;
+        let store: Arc<dyn quarry::store::Store> = match self.qdrant.options() {
+            Some(options) => Arc::new(quarry::store::qdrant::QdrantStore::connect(options)?),
+            None => Arc::new(EdgeStore::open(&self.data_dir())?),
+        };
         let mut config = EngineConfig {
             max_file_bytes: self.max_file_bytes,
             profile: self.profile,
@@ -250,7 +310,7 @@ impl StoreArgs {
             config.embed_threads = usize::from(n);
         }
         config.embed_priority = self.model.embed_priority;
-        Engine::new(Arc::new(store), config)
+        Engine::new(store, config)
     }
 }
 
@@ -549,15 +609,24 @@ fn serve(args: ServeArgs) -> ExitCode {
     let mut router = quarry::methods::router(args.debug_methods, Some(engine.clone()));
     let grpc = !args.no_grpc;
     // GRPC.md §6: the first process on a data folder owns it; a later one follows it,
-    // carrying the engine methods to the owner (and takes over if the owner goes).
-    let share = quarry::share::Share::new(engine.clone(), || {
-        if let Err(e) = registry::set_role("owner") {
-            tracing::warn!(error = %e, "cannot update the registry entry");
-        }
+    // carrying the engine methods to the owner (and takes over if the owner goes). On a
+    // Qdrant server there is no folder to own: every process writes to the server.
+    let share = args.store.qdrant.qdrant_url.is_none().then(|| {
+        quarry::share::Share::new(engine.clone(), || {
+            if let Err(e) = registry::set_role("owner") {
+                tracing::warn!(error = %e, "cannot update the registry entry");
+            }
+        })
     });
+    let role = share.as_ref().map_or_else(
+        || quarry::rpc::RoleReport(Arc::new(|| None)),
+        |s| s.report(),
+    );
     // The owner serves its followers' sessions with the methods as they are here.
     let owner_router = router.clone();
-    share.wrap(&mut router);
+    if let Some(share) = &share {
+        share.wrap(&mut router);
+    }
     let data_dir = args.store.data_dir();
     let Ok(resolved) = args.grpc.resolve() else {
         return ExitCode::from(2);
@@ -570,7 +639,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let mut config = config;
     config.slots = Some(slots.clone());
     config.stats = Some(stats.clone());
-    config.role = Some(share.report());
+    config.role = Some(role.clone());
     let sessions = quarry::share::session::Sessions {
         router: owner_router,
         config: ServerConfig {
@@ -582,7 +651,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     run_stdio(input, output, guard, "server", move |i, o| async move {
         let mut config = config;
-        share.decide().await;
+        if let Some(share) = &share {
+            share.decide().await;
+        }
         // Metrics and the gRPC endpoints are extras of the stdio host: a failure to
         // bind them is logged, never fatal.
         if let Some(addr) = grpc_args.metrics_listen
@@ -596,7 +667,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 &grpc_args,
                 resolved,
                 &data_dir,
-                share.report(),
+                role,
             )
             .await
             {
@@ -718,6 +789,7 @@ fn daemon(args: DaemonArgs) -> ExitCode {
     };
     let engine = args.store.lazy(args.max_watches);
     let data_dir = args.store.data_dir();
+    let remote = args.store.qdrant.qdrant_url.is_some();
     let Ok(resolved) = args.grpc.resolve() else {
         return ExitCode::from(2);
     };
@@ -731,9 +803,14 @@ fn daemon(args: DaemonArgs) -> ExitCode {
             return 2;
         }
         // A daemon owns its data folder: open it now, and refuse to start without it.
+        // A Qdrant server that is down is no reason not to start: calls answer
+        // `unavailable` until it is back.
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.get().map(|_| ())).await {
             Ok(Ok(())) => {}
+            Ok(Err(EngineError::Storage(quarry::store::StoreError::Unavailable(m)))) if remote => {
+                tracing::warn!("the Qdrant server is not reachable yet: {m}");
+            }
             Ok(Err(e)) => {
                 tracing::error!("cannot open the store: {e}");
                 return 2;
@@ -773,7 +850,8 @@ fn daemon(args: DaemonArgs) -> ExitCode {
             &grpc_args,
             resolved,
             &data_dir,
-            quarry::rpc::RoleReport(Arc::new(move || Some(("owner", pid)))),
+            // On a Qdrant server no process owns the index.
+            quarry::rpc::RoleReport(Arc::new(move || (!remote).then_some(("owner", pid)))),
         )
         .await
         {

@@ -39,7 +39,20 @@ pub fn rpc_error(e: EngineError) -> RpcError {
         .with("reason", "locked")
         .with("pid", pid)
         .with("lockFile", path.to_string_lossy()),
-        EngineError::Storage(s) => RpcError::new(ErrorKind::Storage, s.to_string()),
+        EngineError::Storage(s) => {
+            // A reason for the failures a host can act on (retry later, fix the key).
+            let reason = match &s {
+                StoreError::Unavailable(_) => Some(("unavailable", true)),
+                StoreError::Timeout(_) => Some(("timeout", true)),
+                StoreError::Unauthorized(_) => Some(("unauthorized", false)),
+                _ => None,
+            };
+            let e = RpcError::new(ErrorKind::Storage, s.to_string());
+            match reason {
+                Some((reason, retryable)) => e.with("reason", reason).with("retryable", retryable),
+                None => e,
+            }
+        }
         EngineError::ModelMismatch(m) => RpcError::new(ErrorKind::Storage, m.to_string())
             .with("reason", "model_mismatch")
             .with("collection", m.collection.clone())

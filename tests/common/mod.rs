@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod qdrant;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
