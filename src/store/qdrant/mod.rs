@@ -5,10 +5,14 @@
 //! optional cosine `dense` vector, the same payload indexes, filters and paging, and the
 //! collection's metadata in Qdrant's own collection metadata.
 //!
-//! Every write waits until the server has applied it (`wait = true`), so what one call
-//! wrote, the next reads; every call is idempotent and retried with backoff while the
-//! server is unreachable, restarting or busy, within [`QdrantOptions::retry`]. Several
-//! Quarry processes may share one server: there is no data-folder lock in this mode.
+//! Upserts are acknowledged once the server has logged them (`wait = false`), so that
+//! Quarry reads and chunks the next files while the server indexes; the first read,
+//! delete or flush of a collection after such writes sends a barrier (an operation that
+//! matches nothing, with `wait = true`, ordered through each shard's leader like the
+//! upserts, so applied after them), so what one
+//! call wrote, the next reads. Every call is idempotent and retried with backoff while
+//! the server is unreachable, restarting or busy, within [`QdrantOptions::retry`].
+//! Several Quarry processes may share one server: there is no data-folder lock.
 
 mod call;
 mod convert;
@@ -84,6 +88,8 @@ const LOOKUP_IDS: usize = 1024;
 pub struct QdrantStore {
     client: Qdrant,
     options: QdrantOptions,
+    /// Collections with upserts acknowledged but perhaps not applied yet.
+    unsettled: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Runs the client's futures; the trait is synchronous.
     runtime: tokio::runtime::Runtime,
 }
@@ -122,6 +128,7 @@ impl QdrantStore {
         let store = QdrantStore {
             client,
             options,
+            unsettled: std::sync::Mutex::new(std::collections::HashSet::new()),
             runtime,
         };
         // One attempt: a server that is down at start is reported at once (the engine
@@ -165,6 +172,44 @@ impl QdrantStore {
                     .map_err(|e| classify(what, Some(user.as_str()), e))
             }
         })
+    }
+
+    /// Waits until every write acknowledged for `collection` is applied: a delete that
+    /// matches nothing, waited for, is applied after them (each shard applies its
+    /// operations in order).
+    fn settle(&self, collection: &str) -> Result<(), StoreError> {
+        let pending = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(collection);
+        if !pending {
+            return Ok(());
+        }
+        let nothing = qdrant::Filter {
+            must: vec![qdrant::Condition::has_id([0u64])],
+            must_not: vec![qdrant::Condition::has_id([0u64])],
+            ..Default::default()
+        };
+        self.call("settle", collection, move |c, name| {
+            let request = DeletePoints {
+                collection_name: name,
+                wait: Some(true),
+                points: Some(PointsSelector {
+                    points_selector_one_of: Some(points_selector::PointsSelectorOneOf::Filter(
+                        nothing.clone(),
+                    )),
+                }),
+                ordering: Some(ordering()),
+                ..Default::default()
+            };
+            async move { c.delete_points(request).await }
+        })?;
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(collection);
+        Ok(())
     }
 
     fn info(&self, collection: &str) -> Result<CollectionInfo, StoreError> {
@@ -216,6 +261,7 @@ impl QdrantStore {
         collection: &str,
         request: ScrollPoints,
     ) -> Result<(Vec<qdrant::RetrievedPoint>, Option<u64>), StoreError> {
+        self.settle(collection)?;
         let r = self.call("scroll", collection, move |c, name| {
             let mut request = request.clone();
             request.collection_name = name;
@@ -338,6 +384,10 @@ impl Store for QdrantStore {
 
     fn delete_collection(&self, name: &str) -> Result<bool, StoreError> {
         validate_name(name)?;
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         let r = self.call("delete collection", name, |c, name| async move {
             c.delete_collection(name).await
         })?;
@@ -370,7 +420,8 @@ impl Store for QdrantStore {
                 for points in requests.iter() {
                     let request = UpsertPoints {
                         collection_name: name.clone(),
-                        wait: Some(true),
+                        wait: Some(false),
+                        ordering: Some(ordering()),
                         points: points.clone(),
                         ..Default::default()
                     };
@@ -384,10 +435,16 @@ impl Store for QdrantStore {
                 }
                 Ok(())
             }
-        })
+        })?;
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(collection.to_owned());
+        Ok(())
     }
 
     fn delete(&self, collection: &str, f: &Filter) -> Result<(), StoreError> {
+        self.settle(collection)?;
         let f = convert::filter(f);
         self.call("delete", collection, move |c, name| {
             let request = DeletePoints {
@@ -413,6 +470,7 @@ impl Store for QdrantStore {
             ),
             Ranking::Dense(v) => (VectorInput::new_dense(v.clone()), DENSE),
         };
+        self.settle(collection)?;
         let request = QueryPoints {
             query: Some(QQuery::new_nearest(input)),
             using: Some(using.to_owned()),
@@ -438,6 +496,7 @@ impl Store for QdrantStore {
     }
 
     fn count(&self, collection: &str, f: Option<&Filter>) -> Result<usize, StoreError> {
+        self.settle(collection)?;
         let f = convert::opt_filter(f);
         let r = self.call("count", collection, move |c, name| {
             let request = CountPoints {
@@ -545,6 +604,7 @@ impl Store for QdrantStore {
         }
         // The update fails as a whole on a missing id: look the ids up first. A point
         // deleted between the look and the update fails it; then look again.
+        self.settle(collection)?;
         let mut set = 0;
         for part in vectors.chunks(LOOKUP_IDS) {
             let mut attempts = 0;
@@ -684,13 +744,23 @@ impl Store for QdrantStore {
     }
 
     fn flush(&self, collection: &str) -> Result<(), StoreError> {
-        // Every write already waited until applied; the server makes it durable.
-        self.require(collection)
+        // The server makes what it logged durable; settled, it is also searchable.
+        self.require(collection)?;
+        self.settle(collection)
     }
 
     fn optimize(&self, collection: &str) -> Result<(), StoreError> {
         // The server's optimizers run on their own.
         self.require(collection)
+    }
+}
+
+/// Writes go through each shard's dynamically chosen leader, so a barrier is applied
+/// after the upserts before it on every replica (`Strong` would pin the permanent leader
+/// and fail while its node is down; `Weak` may reorder).
+fn ordering() -> qdrant::WriteOrdering {
+    qdrant::WriteOrdering {
+        r#type: qdrant::WriteOrderingType::Medium as i32,
     }
 }
 
