@@ -176,6 +176,42 @@ pub struct QueryParams {
     pub mode: Option<crate::engine::SearchMode>,
 }
 
+/// `search/symbols` filter.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SymbolsFilter {
+    /// Only symbols in files at this path or under this folder.
+    pub path_prefix: Option<String>,
+}
+
+/// `search/symbols` params.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SymbolsParams {
+    /// A name, a prefix, `snake_case`/`camelCase` sub-words, a `*` glob, or a qualified
+    /// name (`Foo.bar`, `Foo::bar`).
+    pub query: String,
+    /// Collection (default `"default"`).
+    pub collection: Option<String>,
+    /// Most symbols (1–100, default 20).
+    pub limit: Option<u32>,
+    /// Only these kinds (`function`, `method`, `class`, `struct`, `enum`, `interface`,
+    /// `trait`, `type`, `module`, `constant`, `field`, `constructor`, `enumMember`,
+    /// `macro`, `variable`).
+    pub kinds: Option<Vec<String>>,
+    /// Only symbols of files in these languages.
+    pub languages: Option<Vec<String>>,
+    /// Restrictions.
+    pub filter: Option<SymbolsFilter>,
+}
+
+/// `search/symbols` result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SymbolsResult {
+    /// Most relevant first: the exact name, then a prefix, sub-words, a substring, a
+    /// near miss; definitions before declarations.
+    pub symbols: Vec<crate::engine::SymbolHit>,
+}
+
 /// `watch/start` params.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -489,6 +525,23 @@ pub fn register_engine(router: &mut Router, engine: Option<Arc<LazyEngine>>) {
                 },
                 mode: p.mode,
             })
+        },
+    );
+    engine_method(
+        router,
+        "search/symbols",
+        "Definitions (functions, classes, …) by name, ranked like an editor's go-to-symbol.",
+        &engine,
+        |engine, p: SymbolsParams, _| -> Result<SymbolsResult, EngineError> {
+            let symbols = engine.search_symbols(&crate::engine::SymbolsRequest {
+                query: p.query,
+                collection: p.collection,
+                limit: p.limit.map(|l| l as usize),
+                kinds: p.kinds.unwrap_or_default(),
+                languages: p.languages.unwrap_or_default(),
+                path_prefix: p.filter.and_then(|f| f.path_prefix).map(PathBuf::from),
+            })?;
+            Ok(SymbolsResult { symbols })
         },
     );
 }

@@ -78,6 +78,38 @@ async fn unary_calls_errors_and_health_on_the_unix_socket() {
     // No model here: BM25, and the hit says which list found it.
     assert_eq!(r.mode, "sparse");
     assert_eq!(hits[0].sources, ["sparse"]);
+    // Symbols stream, most relevant first.
+    let r = q
+        .index_file(proto::IndexFileRequest {
+            path: "/src/shapes.py".into(),
+            collection: "code".into(),
+            content: Some(b"class Shape:\n    def area(self):\n        return 0\n\ndef area_of(s):\n    return 1\n".to_vec()),
+            metadata: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.chunks, 1);
+    let mut stream = q
+        .search_symbols(proto::SymbolsRequest {
+            query: "area".into(),
+            collection: "code".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut symbols = Vec::new();
+    while let Some(s) = stream.message().await.unwrap() {
+        symbols.push((s.name, s.kind, s.container, s.line, s.end_line));
+    }
+    assert_eq!(
+        symbols,
+        [
+            ("area".into(), "method".into(), "Shape".into(), 2, 3),
+            ("area_of".into(), "function".into(), String::new(), 5, 6)
+        ]
+    );
     for (mode, reason_kind) in [("dense", "invalid_params"), ("semantic", "invalid_params")] {
         let e = q
             .search(proto::SearchRequest {
@@ -464,6 +496,7 @@ fn the_proto_names_every_rpc_of_the_contract() {
             ("SyncIndex", true, true),
             ("DeleteDocuments", false, false),
             ("Search", false, false),
+            ("SearchSymbols", false, true),
             ("Watch", false, true),
             ("Stats", false, false),
             ("Session", true, true),

@@ -30,6 +30,7 @@ from .types import (
     Progress,
     SearchHit,
     SupervisorEvent,
+    Symbol,
     WatchEvent,
 )
 
@@ -610,6 +611,33 @@ class QuarryClient:
             params["filter"] = filt
         r = await self.call("search/query", params, timeout=timeout, idempotent=True)
         return [SearchHit.from_json(h) for h in r["hits"]]
+
+    async def symbols(
+        self,
+        query: str,
+        *,
+        collection: Optional[str] = None,
+        limit: Optional[int] = None,
+        kinds: Optional[Sequence[str]] = None,
+        languages: Optional[Sequence[str]] = None,
+        path_prefix: Optional[PathLike] = None,
+        timeout: Optional[float] = None,
+    ) -> List[Symbol]:
+        """Definitions named like ``query`` (a name, a prefix, sub-words, a ``*`` glob,
+        or ``Container.name``), most relevant first (``search/symbols``)."""
+        params: Dict[str, Any] = {"query": query}
+        if collection is not None:
+            params["collection"] = collection
+        if limit is not None:
+            params["limit"] = limit
+        if kinds:
+            params["kinds"] = list(kinds)
+        if languages:
+            params["languages"] = list(languages)
+        if path_prefix is not None:
+            params["filter"] = {"pathPrefix": os.fspath(path_prefix)}
+        r = await self.call("search/symbols", params, timeout=timeout, idempotent=True)
+        return [Symbol.from_json(s) for s in r["symbols"]]
 
     async def watch(
         self,

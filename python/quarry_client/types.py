@@ -97,6 +97,38 @@ class IngestDirResult:
 
 
 @dataclass(frozen=True)
+class Symbol:
+    """One definition found by :meth:`QuarryClient.symbols`."""
+
+    name: str
+    #: LSP ``SymbolKind`` in camelCase (``function``, ``method``, ``class``, …), or
+    #: ``trait``, ``type``, ``macro``.
+    kind: str
+    path: str
+    line: int
+    end_line: int
+    language: str
+    score: float
+    #: Enclosing definitions, outermost first, joined by ``.``.
+    container: Optional[str] = None
+    signature: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Symbol":
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            path=d["path"],
+            line=int(d["line"]),
+            end_line=int(d["endLine"]),
+            language=d["language"],
+            score=float(d["score"]),
+            container=d.get("container"),
+            signature=d.get("signature"),
+        )
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """One ranked chunk."""
 

@@ -117,6 +117,89 @@ pub fn chunk(text: &str, language: &str, params: &ChunkParams) -> Vec<Chunk> {
     out
 }
 
+/// Code chunked along its definitions (`symbols`, from `syntax::symbols`): a definition
+/// that fits in [`ChunkParams::lines`] is one piece, a larger one is cut at its nested
+/// definitions (a class at its methods), and the code between definitions is a piece of
+/// its own; consecutive pieces are then merged while they fit, and a piece still too
+/// large is windowed as usual. Each chunk's context is the path of definitions its
+/// first line is in (`class Shape > method area`).
+pub fn chunk_code(
+    text: &str,
+    symbols: &[crate::engine::syntax::Symbol],
+    params: &ChunkParams,
+) -> Vec<Chunk> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut pieces = Vec::new();
+    pieces_of(0, lines.len(), symbols, None, "", params, &mut pieces);
+    let bytes = |a: usize, b: usize| lines[a..b].iter().map(|l| l.len() + 1).sum::<usize>();
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize, String)> = None;
+    for (start, end, context) in pieces {
+        match &mut current {
+            Some(c) if end - c.0 <= params.lines && bytes(c.0, end) <= params.max_bytes => {
+                c.1 = end;
+            }
+            _ => {
+                if let Some((s, e, ctx)) = current.take() {
+                    windows(&lines, s, e, &ctx, params, &mut out);
+                }
+                current = Some((start, end, context));
+            }
+        }
+    }
+    if let Some((s, e, ctx)) = current {
+        windows(&lines, s, e, &ctx, params, &mut out);
+    }
+    out
+}
+
+/// The pieces of lines `[start, end)` (0-based) at the nesting level `container`.
+#[allow(clippy::too_many_arguments)]
+fn pieces_of(
+    start: usize,
+    end: usize,
+    symbols: &[crate::engine::syntax::Symbol],
+    container: Option<&str>,
+    context: &str,
+    params: &ChunkParams,
+    out: &mut Vec<(usize, usize, String)>,
+) {
+    let mut defs: Vec<&crate::engine::syntax::Symbol> = symbols
+        .iter()
+        .filter(|s| s.container.as_deref() == container && !s.declaration)
+        .filter(|s| (s.line as usize) > start && (s.line as usize) <= end)
+        .collect();
+    defs.sort_by_key(|s| s.line);
+    let mut at = start;
+    for d in defs {
+        let (s, e) = (d.line as usize - 1, (d.end_line as usize).min(end));
+        if s < at || e <= s {
+            continue;
+        }
+        if s > at {
+            out.push((at, s, context.to_owned()));
+        }
+        let path = if context.is_empty() {
+            format!("{} {}", d.kind, d.name)
+        } else {
+            format!("{context} > {} {}", d.kind, d.name)
+        };
+        if e - s > params.lines {
+            let inner = match container {
+                Some(c) => format!("{c}.{}", d.name),
+                None => d.name.clone(),
+            };
+            pieces_of(s, e, symbols, Some(&inner), &path, params, out);
+        } else {
+            out.push((s, e, path));
+        }
+        at = e;
+    }
+    if at < end {
+        out.push((at, end, context.to_owned()));
+    }
+}
+
 /// `(first line, end line exclusive, heading path)` of each section, 0-based.
 fn markdown_sections(lines: &[&str]) -> Vec<(usize, usize, String)> {
     let mut sections = Vec::new();
@@ -266,5 +349,47 @@ mod tests {
         assert_eq!(language_of(Path::new("README")), Some("text"));
         assert_eq!(language_of(Path::new("x.PNG")), None);
         assert_eq!(language_of(Path::new("Makefile")), Some("make"));
+    }
+
+    #[test]
+    fn code_is_cut_at_definitions_and_small_ones_merged() {
+        // Two small functions, then a class of 60 lines with three methods.
+        let mut text =
+            String::from("import os\n\ndef a():\n    return 1\n\ndef b():\n    return 2\n\n");
+        text.push_str("class Big:\n    x = 1\n");
+        for m in ["one", "two", "three"] {
+            text.push_str(&format!("    def {m}(self):\n"));
+            for i in 0..18 {
+                text.push_str(&format!("        v{i} = {i}\n"));
+            }
+        }
+        let symbols = crate::engine::syntax::symbols("python", "x.py", &text);
+        let chunks = chunk_code(&text, &symbols, &ChunkParams::default());
+        // The imports and both small functions merge into one chunk; the class is cut at
+        // its methods, none of which straddles two chunks.
+        assert_eq!(chunks[0].start_line, 1);
+        assert!(chunks[0].text.contains("def b"), "{chunks:#?}");
+        for m in ["one", "two", "three"] {
+            let holder: Vec<_> = chunks
+                .iter()
+                .filter(|c| c.text.contains(&format!("def {m}")))
+                .collect();
+            assert_eq!(holder.len(), 1, "{m}: {chunks:#?}");
+            let c = holder[0];
+            assert!(c.text.contains("v17 = 17"), "{m} is whole: {c:#?}");
+        }
+        assert!(
+            chunks
+                .iter()
+                .any(|c| c.context.starts_with("class Big > method")),
+            "{chunks:#?}"
+        );
+        // Every line is in some chunk.
+        let covered: std::collections::BTreeSet<usize> = chunks
+            .iter()
+            .flat_map(|c| c.start_line..=c.end_line)
+            .collect();
+        let n = text.lines().count();
+        assert!((1..=n).all(|l| covered.contains(&l) || text.lines().nth(l - 1).unwrap().trim().is_empty()));
     }
 }

@@ -17,7 +17,9 @@ mod read;
 mod reconcile;
 mod search;
 pub mod semantic;
+mod symbols;
 mod sync;
+pub mod syntax;
 pub mod text;
 mod vectors;
 mod walk;
@@ -35,6 +37,7 @@ pub use reconcile::{FileChange, IngestDirResult, Scope};
 pub use search::{
     DEFAULT_LIMIT, MAX_LIMIT, SearchFilter, SearchHit, SearchMode, SearchRequest, SearchResult,
 };
+pub use symbols::{SymbolHit, SymbolsRequest};
 pub use sync::{SyncPlan, sha256_hex};
 pub use walk::{IngestDirOptions, Skipped};
 
@@ -71,6 +74,8 @@ pub(crate) mod field {
     /// process): a document's replace deletes only older versions, so two processes
     /// writing one document at once (on a shared Qdrant server) leave the later one.
     pub const REVISION: &str = "revision";
+    /// The definitions whose first line is in the chunk (`syntax::Symbol`s).
+    pub const SYMBOLS: &str = "symbols";
 }
 
 /// Engine failures, each mapped to one protocol error kind.
@@ -162,6 +167,12 @@ pub struct EngineConfig {
     pub embed_threads: usize,
     /// CPU priority of the background embedding threads (default `SCHED_IDLE`).
     pub embed_priority: semantic::Priority,
+    /// Whether code is parsed for its definitions (`search/symbols`); on by default
+    /// (off only to measure what parsing costs).
+    pub parse_code: bool,
+    /// Whether parsed code is chunked along its definitions (`chunk::chunk_code`)
+    /// rather than in line windows.
+    pub syntax_chunks: bool,
 }
 
 impl Default for EngineConfig {
@@ -176,6 +187,8 @@ impl Default for EngineConfig {
             model: None,
             embed_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             embed_priority: semantic::Priority::default(),
+            parse_code: true,
+            syntax_chunks: false,
         }
     }
 }
@@ -223,6 +236,10 @@ pub struct Engine {
     backfill: Option<semantic::Backfill>,
     /// How each collection relates to the model (cached).
     bindings: Mutex<HashMap<String, dense::Binding>>,
+    /// Writes made through this engine (symbol tables are read again after one).
+    writes: std::sync::atomic::AtomicU64,
+    /// Each collection's symbols, as last read (`search/symbols`).
+    symbol_tables: Mutex<HashMap<String, Arc<symbols::Table>>>,
 }
 
 /// Absolute, lexically normalised form of `path` (relative to the working directory).
@@ -303,6 +320,8 @@ impl Engine {
             load,
             backfill,
             bindings: Mutex::new(HashMap::new()),
+            writes: std::sync::atomic::AtomicU64::new(0),
+            symbol_tables: Mutex::new(HashMap::new()),
         };
         engine.bind_existing();
         Ok(engine)
@@ -362,6 +381,7 @@ impl Engine {
         let w = self.writer(name);
         let _g = w.lock().unwrap_or_else(|e| e.into_inner());
         let deleted = self.store.delete_collection(name)?;
+        self.touched();
         self.unbind(name);
         Ok(deleted)
     }
@@ -424,6 +444,7 @@ impl Engine {
             ),
         )? as u64;
         self.store.delete(collection, &filter)?;
+        self.touched();
         self.store.flush(collection)?;
         Ok(docs)
     }

@@ -299,6 +299,7 @@ impl Engine {
                 collection,
                 &Filter::must(Condition::KeywordAny(field::PATH, vanished)),
             )?;
+            self.touched();
             self.store.flush(collection)?;
             written_any = true;
         }
@@ -329,6 +330,7 @@ impl Engine {
         .collect();
         if !docs.is_empty() {
             self.store.delete(collection, &Filter::must(scope))?;
+            self.touched();
             self.store.flush(collection)?;
         }
         Ok(docs)
@@ -357,6 +359,7 @@ impl Engine {
                 .insert(field::REVISION.into(), serde_json::json!(revision));
         }
         self.store.upsert(collection, std::mem::take(batch))?;
+        self.touched();
         // Before the old version goes: its vectors serve the unchanged chunks.
         self.reuse_vectors(collection, &hashes)?;
         // Older versions only: had another process written a newer one meanwhile (a
@@ -367,6 +370,7 @@ impl Engine {
                 .and_not(Condition::IntegerAtLeast(field::REVISION, revision));
             self.store.delete(collection, &f)?;
         }
+        self.touched();
         Ok(())
     }
 }

@@ -125,6 +125,7 @@ impl Engine {
                 collection,
                 &Filter::must(Condition::KeywordAny(field::PATH, gone)),
             )?;
+            self.touched();
             self.store.flush(collection)?;
         }
         Ok(plan)

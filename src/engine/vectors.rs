@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::chunk::chunk;
+use super::chunk::{chunk, chunk_code};
 use super::read::TextFile;
 use super::text::terms;
-use super::{Engine, document_id, field, scopes, semantic};
+use super::{Engine, document_id, field, scopes, semantic, syntax};
 use crate::store::Point;
 
 impl Engine {
@@ -29,9 +29,30 @@ impl Engine {
             terms(&stem.to_string_lossy(), &mut title);
         }
         let scopes = scopes(p);
-        chunk(&file.text, file.language, &self.config.chunking)
+        let found = if self.config.parse_code {
+            syntax::symbols(file.language, path, &file.text)
+        } else {
+            Vec::new()
+        };
+        let chunks = if self.config.syntax_chunks && !found.is_empty() {
+            chunk_code(&file.text, &found, &self.config.chunking)
+        } else {
+            chunk(&file.text, file.language, &self.config.chunking)
+        };
+        // Each definition goes with the first chunk holding its first line.
+        let mut symbols: Vec<Vec<syntax::Symbol>> = vec![Vec::new(); chunks.len()];
+        for s in found {
+            if let Some(i) = chunks
+                .iter()
+                .position(|c| c.start_line as u32 <= s.line && s.line <= c.end_line as u32)
+            {
+                symbols[i].push(s);
+            }
+        }
+        chunks
             .into_iter()
-            .map(|c| {
+            .zip(symbols)
+            .map(|(c, symbols)| {
                 let mut ts = title.clone();
                 terms(&c.context, &mut ts);
                 terms(&c.text, &mut ts);
@@ -60,6 +81,9 @@ impl Engine {
                     ))),
                 );
                 payload.insert(field::TEXT.into(), json!(c.text));
+                if !symbols.is_empty() {
+                    payload.insert(field::SYMBOLS.into(), json!(symbols));
+                }
                 if let Some(m) = metadata {
                     payload.insert(field::METADATA.into(), m.clone());
                 }

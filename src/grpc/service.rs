@@ -859,6 +859,45 @@ impl Quarry for QuarryService {
         }))
     }
 
+    type SearchSymbolsStream = ResponseStream<proto::Symbol>;
+
+    async fn search_symbols(
+        &self,
+        req: Request<proto::SymbolsRequest>,
+    ) -> Result<Response<Self::SearchSymbolsStream>, Status> {
+        self.open()?;
+        let d = call_meta(&req)?;
+        let r = req.into_inner();
+        let filter = r.filter.unwrap_or_default();
+        let request = crate::engine::SymbolsRequest {
+            query: r.query,
+            collection: collection(r.collection),
+            limit: (r.limit != 0).then_some(r.limit as usize),
+            kinds: r.kinds,
+            languages: r.languages,
+            path_prefix: (!filter.path_prefix.is_empty())
+                .then(|| PathBuf::from(filter.path_prefix)),
+        };
+        let found = self
+            .run(d, move |e, _| e.search_symbols(&request))
+            .await
+            .map_err(st)?;
+        let symbols = found.into_iter().map(|s| {
+            Ok(proto::Symbol {
+                name: s.name,
+                kind: s.kind,
+                path: s.path,
+                line: s.line,
+                end_line: s.end_line,
+                language: s.language,
+                container: s.container.unwrap_or_default(),
+                signature: s.signature.unwrap_or_default(),
+                score: s.score,
+            })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(symbols))))
+    }
+
     type WatchStream = ResponseStream<proto::WatchUpdate>;
 
     async fn watch(

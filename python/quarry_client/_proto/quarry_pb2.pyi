@@ -340,6 +340,44 @@ class SearchResponse(_message.Message):
     mode: str
     def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., mode: _Optional[str] = ...) -> None: ...
 
+class SymbolsRequest(_message.Message):
+    __slots__ = ("query", "collection", "limit", "kinds", "languages", "filter")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    collection: str
+    limit: int
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    filter: SearchFilter
+    def __init__(self, query: _Optional[str] = ..., collection: _Optional[str] = ..., limit: _Optional[int] = ..., kinds: _Optional[_Iterable[str]] = ..., languages: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ...) -> None: ...
+
+class Symbol(_message.Message):
+    __slots__ = ("name", "kind", "path", "line", "end_line", "language", "container", "signature", "score")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    END_LINE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    path: str
+    line: int
+    end_line: int
+    language: str
+    container: str
+    signature: str
+    score: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ..., line: _Optional[int] = ..., end_line: _Optional[int] = ..., language: _Optional[str] = ..., container: _Optional[str] = ..., signature: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("root", "collection", "include", "exclude", "debounce_ms")
     ROOT_FIELD_NUMBER: _ClassVar[int]

@@ -81,6 +81,11 @@ class QuarryStub:
                 request_serializer=quarry__pb2.SearchRequest.SerializeToString,
                 response_deserializer=quarry__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchSymbols = channel.unary_stream(
+                '/quarry.v1.Quarry/SearchSymbols',
+                request_serializer=quarry__pb2.SymbolsRequest.SerializeToString,
+                response_deserializer=quarry__pb2.Symbol.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/quarry.v1.Quarry/Watch',
                 request_serializer=quarry__pb2.WatchRequest.SerializeToString,
@@ -169,6 +174,15 @@ class QuarryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchSymbols(self, request, context):
+        """Definitions (functions, classes, …) by name, most relevant first: the exact name,
+        a prefix, snake_case/camelCase sub-words or a `*` glob, a substring, a near miss;
+        `Foo.bar` / `Foo::bar` ask for `bar` inside `Foo` (PROTOCOL.md §9 `search/symbols`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Watch(self, request, context):
         """Watches a folder for as long as the call lives: `started` first, the reconcile's
         progress, then an `event` after each change the index applied.
@@ -241,6 +255,11 @@ def add_QuarryServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=quarry__pb2.SearchRequest.FromString,
                     response_serializer=quarry__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchSymbols': grpc.unary_stream_rpc_method_handler(
+                    servicer.SearchSymbols,
+                    request_deserializer=quarry__pb2.SymbolsRequest.FromString,
+                    response_serializer=quarry__pb2.Symbol.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
@@ -502,6 +521,33 @@ class Quarry:
             '/quarry.v1.Quarry/Search',
             quarry__pb2.SearchRequest.SerializeToString,
             quarry__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchSymbols(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/quarry.v1.Quarry/SearchSymbols',
+            quarry__pb2.SymbolsRequest.SerializeToString,
+            quarry__pb2.Symbol.FromString,
             options,
             channel_credentials,
             insecure,
