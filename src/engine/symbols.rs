@@ -63,6 +63,8 @@ pub struct SymbolHit {
 
 /// A symbol ready to be matched.
 pub(crate) struct Entry {
+    /// The container, lower-cased (qualified queries).
+    container: Option<String>,
     symbol: Symbol,
     path: Arc<str>,
     language: Arc<str>,
@@ -74,8 +76,86 @@ pub(crate) struct Entry {
 pub(crate) struct Table {
     generation: u64,
     points: usize,
+    /// When `points` was last compared with the store's count.
+    checked: std::sync::Mutex<std::time::Instant>,
     entries: Vec<Entry>,
+    /// Every lower-cased name, each after a `\n`, in entry order: one substring search
+    /// over it finds the candidates of a query.
+    names: String,
+    /// Where each entry's name starts in `names`.
+    starts: Vec<usize>,
+    /// Each entry's first byte and length (lower-cased), for near misses.
+    shapes: Vec<(u8, usize)>,
 }
+
+impl Table {
+    fn new(generation: u64, points: usize, entries: Vec<Entry>) -> Table {
+        let mut names = String::new();
+        let mut starts = Vec::with_capacity(entries.len());
+        let mut shapes = Vec::with_capacity(entries.len());
+        for e in &entries {
+            names.push('\n');
+            starts.push(names.len());
+            names.push_str(&e.lower);
+            shapes.push((
+                e.lower.as_bytes().first().copied().unwrap_or(0),
+                e.lower.len(),
+            ));
+        }
+        Table {
+            generation,
+            points,
+            checked: std::sync::Mutex::new(std::time::Instant::now()),
+            entries,
+            names,
+            starts,
+            shapes,
+        }
+    }
+
+    /// Entries that may match `w` (every match is among them), in entry order.
+    fn candidates(&self, w: &Wanted) -> Vec<usize> {
+        // Every tier but near misses needs a piece of the query inside the name: the
+        // whole name, the longest sub-word, or the longest literal part of a glob.
+        let piece = if w.glob {
+            w.lower.split('*').max_by_key(|p| p.len()).unwrap_or("")
+        } else {
+            // Whatever the tier, a matching name holds each of the query's sub-words.
+            w.words
+                .iter()
+                .map(String::as_str)
+                .max_by_key(|p| p.len())
+                .unwrap_or("")
+        };
+        let mut hit = vec![false; self.entries.len()];
+        if piece.is_empty() {
+            hit.iter_mut().for_each(|h| *h = true);
+        } else {
+            for (at, _) in self.names.match_indices(piece) {
+                let i = self.starts.partition_point(|&s| s <= at).saturating_sub(1);
+                if let Some(h) = hit.get_mut(i) {
+                    *h = true;
+                }
+            }
+        }
+        if w.typos > 0 && !w.glob {
+            let first = w.lower.as_bytes().first().copied().unwrap_or(0);
+            for (i, &(f, len)) in self.shapes.iter().enumerate() {
+                if f == first && len.abs_diff(w.lower.len()) <= w.typos {
+                    hit[i] = true;
+                }
+            }
+        }
+        hit.iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.then_some(i))
+            .collect()
+    }
+}
+
+/// How often a table is checked against the store's point count (for writers in other
+/// processes); this process's own writes are seen at once.
+const RECOUNT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `snake_case`, `camelCase`, `kebab-case` and `HTTPServer` sub-words, lower-cased.
 fn sub_words(name: &str) -> Vec<String> {
@@ -109,7 +189,14 @@ fn sub_words(name: &str) -> Vec<String> {
 /// Optimal string alignment distance (Damerau–Levenshtein with adjacent swaps), or
 /// `None` when it exceeds `max`.
 fn distance(a: &str, b: &str, max: usize) -> Option<usize> {
+    if a.is_ascii() && b.is_ascii() {
+        return osa(a.as_bytes(), b.as_bytes(), max);
+    }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    osa(&a, &b, max)
+}
+
+fn osa<T: PartialEq>(a: &[T], b: &[T], max: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > max {
         return None;
     }
@@ -164,6 +251,9 @@ struct Wanted {
     lower: String,
     words: Vec<String>,
     container: Option<String>,
+    glob: bool,
+    /// Typos tolerated (0: none).
+    typos: usize,
 }
 
 impl Wanted {
@@ -178,9 +268,16 @@ impl Wanted {
             Some((c, n)) => (Some(c.replace("::", ".").to_lowercase()), n),
             None => (None, q),
         };
+        let lower = name.to_lowercase();
         Wanted {
             name: name.to_owned(),
-            lower: name.to_lowercase(),
+            glob: lower.contains('*'),
+            typos: match lower.chars().count() {
+                0..=3 => 0,
+                4..=7 => 1,
+                _ => 2,
+            },
+            lower,
             words: sub_words(name),
             container,
         }
@@ -189,8 +286,11 @@ impl Wanted {
     /// The match tier of `e` (higher is better), or `None`.
     fn score(&self, e: &Entry) -> Option<f32> {
         if let Some(c) = &self.container {
-            let have = e.symbol.container.as_deref()?.to_lowercase();
-            if !(have == *c || have.ends_with(&format!(".{c}"))) {
+            let have = e.container.as_deref()?;
+            let inside = have
+                .strip_suffix(c.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'));
+            if !inside {
                 return None;
             }
         }
@@ -199,7 +299,7 @@ impl Wanted {
             1.0
         } else if e.lower == self.lower {
             0.95
-        } else if self.lower.contains('*') {
+        } else if self.glob {
             if glob(&self.lower, &e.lower) {
                 0.7
             } else {
@@ -218,15 +318,15 @@ impl Wanted {
         } else if self.lower.len() >= 3 && e.lower.contains(&self.lower) {
             0.45
         } else {
-            let max = match self.lower.chars().count() {
-                0..=3 => 0,
-                4..=7 => 1,
-                _ => 2,
-            };
-            let d = distance(&self.lower, &e.lower, max)?;
-            if max == 0 {
+            // A near miss keeps its first letter (as editors' fuzzy matchers assume),
+            // which also spares the distance for almost every name.
+            if self.typos == 0
+                || e.lower.as_bytes().first() != self.lower.as_bytes().first()
+                || e.lower.len().abs_diff(self.lower.len()) > self.typos
+            {
                 return None;
             }
+            let d = distance(&self.lower, &e.lower, self.typos)?;
             0.35 - 0.1 * d as f32
         };
         // Declarations (prototypes) after definitions of the same tier.
@@ -260,17 +360,24 @@ impl Engine {
 
     fn symbol_table(&self, collection: &str) -> Result<Arc<Table>, EngineError> {
         let generation = self.writes.load(Ordering::Relaxed);
-        let points = self.store.count(collection, None)?;
-        if let Some(t) = self
+        let cached = self
             .symbol_tables
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(collection)
-            && t.generation == generation
-            && t.points == points
-        {
-            return Ok(t.clone());
+            .filter(|t| t.generation == generation)
+            .cloned();
+        if let Some(t) = &cached {
+            let mut checked = t.checked.lock().unwrap_or_else(|e| e.into_inner());
+            if checked.elapsed() < RECOUNT {
+                return Ok(t.clone());
+            }
+            if self.store.count(collection, None)? == t.points {
+                *checked = std::time::Instant::now();
+                return Ok(t.clone());
+            }
         }
+        let points = self.store.count(collection, None)?;
         let records = scroll_all(
             &*self.store,
             collection,
@@ -297,6 +404,7 @@ impl Engine {
             let (path, language) = (intern(field::PATH), intern(field::LANGUAGE));
             for s in symbols {
                 entries.push(Entry {
+                    container: s.container.as_deref().map(str::to_lowercase),
                     lower: s.name.to_lowercase(),
                     words: sub_words(&s.name),
                     symbol: s,
@@ -305,11 +413,7 @@ impl Engine {
                 });
             }
         }
-        let table = Arc::new(Table {
-            generation,
-            points,
-            entries,
-        });
+        let table = Arc::new(Table::new(generation, points, entries));
         self.symbol_tables
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -367,8 +471,9 @@ impl Engine {
                 .is_none_or(|p| path == p || Path::new(path).starts_with(Path::new(p)))
         };
         let mut scored: Vec<(f32, &Entry)> = table
-            .entries
-            .iter()
+            .candidates(&wanted)
+            .into_iter()
+            .map(|i| &table.entries[i])
             .filter(|e| req.kinds.is_empty() || req.kinds.contains(&e.symbol.kind))
             .filter(|e| {
                 req.languages.is_empty() || req.languages.iter().any(|l| **l == *e.language)
@@ -426,6 +531,7 @@ mod tests {
 
     fn entry(name: &str, container: Option<&str>) -> Entry {
         Entry {
+            container: container.map(str::to_lowercase),
             lower: name.to_lowercase(),
             words: sub_words(name),
             symbol: Symbol {
@@ -471,5 +577,50 @@ mod tests {
                 .score(&entry("area", None))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn candidates_hold_every_match() {
+        let names = [
+            "urlsplit",
+            "urlspilt",
+            "on_request_handler",
+            "requestHandler",
+            "HTTPServer",
+            "make_square",
+            "makeSquare",
+            "area",
+            "Area",
+            "perimeter",
+            "__init__",
+        ];
+        let entries: Vec<Entry> = names.iter().map(|n| entry(n, Some("Shape"))).collect();
+        let table = Table::new(0, 0, entries);
+        for q in [
+            "urlsplit",
+            "urlspilt",
+            "split",
+            "reqHandler",
+            "handler",
+            "*_square",
+            "make*",
+            "http",
+            "Shape.area",
+            "perimiter",
+            "__init__",
+            "sq",
+        ] {
+            let w = Wanted::parse(q);
+            let got = table.candidates(&w);
+            for (i, e) in table.entries.iter().enumerate() {
+                if w.score(e).is_some() {
+                    assert!(
+                        got.contains(&i),
+                        "{q}: {} matches but is no candidate",
+                        e.symbol.name
+                    );
+                }
+            }
+        }
     }
 }
