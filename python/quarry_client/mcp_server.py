@@ -104,6 +104,28 @@ async def search(
 
 
 @mcp.tool()
+async def find_symbol(
+    name: str,
+    ctx: Context,  # type: ignore[type-arg]
+    kinds: Optional[List[str]] = None,
+    collection: Optional[str] = None,
+    limit: int = 10,
+) -> str:
+    """Where a function, class, method, struct, … is defined, by name: the exact
+    name, a prefix, snake_case/camelCase parts, ``*`` globs, ``Class.method``, or a
+    near miss. Each as ``path:line-endLine  kind  Container.name`` and its first line.
+    ``kinds`` narrows it (``function``, ``method``, ``class``, ``struct``, ...)."""
+    found = await _state(ctx).client.symbols(name, kinds=kinds, collection=collection, limit=limit)
+    if not found:
+        return f"No definition matches {name!r}."
+    lines = []
+    for s in found:
+        qualified = f"{s.container}.{s.name}" if s.container else s.name
+        lines.append(f"{s.path}:{s.line}-{s.end_line}  {s.kind}  {qualified}\n    {s.signature or ''}")
+    return "\n".join(lines)
+
+
+@mcp.tool()
 async def watch_folder(
     path: str, ctx: Context, collection: Optional[str] = None  # type: ignore[type-arg]
 ) -> str:

@@ -64,7 +64,14 @@ def test_the_mcp_server_end_to_end(tmp_path: Path) -> None:
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 tools = {t.name for t in (await session.list_tools()).tools}
-                assert tools == {"index_folder", "search", "watch_folder", "list_collections", "status"}
+                assert tools == {
+                    "index_folder",
+                    "search",
+                    "find_symbol",
+                    "watch_folder",
+                    "list_collections",
+                    "status",
+                }
 
                 progress: List[Tuple[float, Any]] = []
 
@@ -81,6 +88,11 @@ def test_the_mcp_server_end_to_end(tmp_path: Path) -> None:
                 assert not r.isError, text(r)
                 first = text(r).splitlines()[0]
                 assert "shlex.py:" in first and "-" in first.split(":")[-1], first
+
+                r = await session.call_tool("find_symbol", {"name": "split", "kinds": ["function"]})
+                assert not r.isError, text(r)
+                first = text(r).splitlines()[0]
+                assert "shlex.py:305-" in first and "function" in first, first
 
                 r = await session.call_tool("search", {"query": "wrap", "languages": ["markdown"], "limit": 3})
                 assert not r.isError
