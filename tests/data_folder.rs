@@ -556,6 +556,19 @@ fn supervised_hosts_share_a_folder_and_a_follower_stays_healthy() {
     assert_eq!(role(&mut second).0, "follower");
 }
 
+/// Within a 15 s deadline (half of the 30 s a follower waits for a socket that may still
+/// come), an engine call through `follower` is answered `locked` naming `owner`.
+fn assert_named_not_waited_for(follower: &mut Sidecar, owner: i32) {
+    let v = follower.request(
+        1,
+        "collections/list",
+        json!({"_meta": {"timeoutMs": 15000}}),
+    );
+    assert_error(&v, -32013, "storage");
+    assert_eq!(v["error"]["data"]["reason"], "locked", "{v}");
+    assert_eq!(v["error"]["data"]["pid"], owner, "{v}");
+}
+
 /// `quarry serve --debug-methods --data-dir DATA` with its own runtime folder `run`.
 fn spawn_with_runtime(data: &std::path::Path, run: &std::path::Path, args: &[&str]) -> Sidecar {
     let mut cmd = std::process::Command::new(common::bin());
@@ -585,14 +598,7 @@ fn a_stale_socket_under_the_owners_pid_is_not_waited_for() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
     let mut b = spawn_with_runtime(data.path(), run.path(), &[]);
-    let v = b.request(
-        1,
-        "collections/list",
-        json!({"_meta": {"timeoutMs": 15000}}),
-    );
-    assert_error(&v, -32013, "storage");
-    assert_eq!(v["error"]["data"]["reason"], "locked", "{v}");
-    assert_eq!(v["error"]["data"]["pid"], a.pid(), "{v}");
+    assert_named_not_waited_for(&mut b, a.pid());
 }
 
 #[test]
@@ -605,12 +611,5 @@ fn an_owner_without_a_socket_is_named_not_waited_for() {
     // Within a 15 s deadline (half of the 30 s a follower waits for a socket that may
     // still come) the answer is `locked` naming the owner — not a wait for a socket that
     // never comes (which once ran into the deadline).
-    let v = b.request(
-        1,
-        "collections/list",
-        json!({"_meta": {"timeoutMs": 15000}}),
-    );
-    assert_error(&v, -32013, "storage");
-    assert_eq!(v["error"]["data"]["reason"], "locked", "{v}");
-    assert_eq!(v["error"]["data"]["pid"], a.pid(), "{v}");
+    assert_named_not_waited_for(&mut b, a.pid());
 }

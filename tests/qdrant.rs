@@ -11,28 +11,9 @@ use common::qdrant::{Server, binary_or_skip, cluster};
 use common::*;
 use serde_json::{Value, json};
 
-/// Copies the committed corpus into a fresh folder (tests modify their copy).
+/// A fresh copy of the committed corpus (tests modify their copy).
 fn corpus() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("corpus");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus"),
-        &root,
-    );
-    (tmp, root)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
+    fixture_copy("corpus")
 }
 
 /// `quarry serve` on the server at `url` (own data folder, no gRPC endpoint).

@@ -53,22 +53,9 @@ fn fixture(name: &str) -> PathBuf {
 fn corpus() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for src in [fixture("semantic"), fixture("corpus")] {
-        copy_tree(&src, dir.path());
+        common::copy_dir(&src, dir.path());
     }
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn spawn(data: &Path, m: &ModelFiles) -> Sidecar {

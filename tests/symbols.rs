@@ -12,15 +12,7 @@ use common::*;
 use serde_json::{Value, json};
 
 fn fixtures() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("symbols");
-    std::fs::create_dir_all(&root).unwrap();
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/symbols");
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), root.join(e.file_name())).unwrap();
-    }
-    (tmp, root)
+    fixture_copy("symbols")
 }
 
 fn symbols(s: &mut Sidecar, params: Value) -> Vec<Value> {

@@ -300,3 +300,31 @@ pub fn result_of(v: &Value) -> &Value {
     v.get("result")
         .unwrap_or_else(|| panic!("expected a result, got {v}"))
 }
+
+/// Copies the folder `from` into `to` (created if missing), recursively.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A fresh copy of the committed fixture folder `tests/fixtures/NAME` (tests modify
+/// their copy): the temporary folder and the copy, `TMP/NAME`.
+pub fn fixture_copy(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join(name);
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+        &root,
+    );
+    (tmp, root)
+}

@@ -81,6 +81,16 @@ impl Server {
         api_key: Option<String>,
         cluster: Option<Vec<String>>,
     ) -> Server {
+        Server::start_node(binary, free_port(), api_key, cluster)
+    }
+
+    /// A node on free ports (peer-to-peer on `p2p_port`), started and ready.
+    fn start_node(
+        binary: &std::path::Path,
+        p2p_port: u16,
+        api_key: Option<String>,
+        cluster: Option<Vec<String>>,
+    ) -> Server {
         let storage = tempfile::tempdir().expect("storage");
         let log = storage.path().join("server.log");
         let mut s = Server {
@@ -88,7 +98,7 @@ impl Server {
             child: None,
             http_port: free_port(),
             grpc_port: free_port(),
-            p2p_port: free_port(),
+            p2p_port,
             storage,
             api_key,
             cluster,
@@ -204,50 +214,22 @@ impl Drop for Server {
 /// A cluster of `n` nodes on loopback, every one ready and every peer known to the first.
 pub fn cluster(binary: &std::path::Path, n: usize) -> Vec<Server> {
     let first_p2p = free_port();
-    let storage = tempfile::tempdir().expect("storage");
-    let mut first = Server {
-        binary: binary.to_owned(),
-        child: None,
-        http_port: free_port(),
-        grpc_port: free_port(),
-        p2p_port: first_p2p,
-        log: storage.path().join("server.log"),
-        storage,
-        api_key: None,
-        cluster: Some(vec![
-            "--uri".into(),
-            format!("http://127.0.0.1:{first_p2p}"),
-        ]),
-    };
-    first.spawn();
-    first.wait_ready();
-    let mut nodes = vec![first];
+    let first_uri = format!("http://127.0.0.1:{first_p2p}");
+    let mut nodes = vec![Server::start_node(
+        binary,
+        first_p2p,
+        None,
+        Some(vec!["--uri".into(), first_uri.clone()]),
+    )];
     for _ in 1..n {
-        let bootstrap = vec![
-            "--bootstrap".to_owned(),
-            format!("http://127.0.0.1:{first_p2p}"),
-        ];
-        let storage = tempfile::tempdir().expect("storage");
         let p2p = free_port();
-        let mut s = Server {
-            binary: binary.to_owned(),
-            child: None,
-            http_port: free_port(),
-            grpc_port: free_port(),
-            p2p_port: p2p,
-            log: storage.path().join("server.log"),
-            storage,
-            api_key: None,
-            cluster: Some(
-                bootstrap
-                    .into_iter()
-                    .chain(["--uri".to_owned(), format!("http://127.0.0.1:{p2p}")])
-                    .collect(),
-            ),
-        };
-        s.spawn();
-        s.wait_ready();
-        nodes.push(s);
+        let args = vec![
+            "--bootstrap".to_owned(),
+            first_uri.clone(),
+            "--uri".to_owned(),
+            format!("http://127.0.0.1:{p2p}"),
+        ];
+        nodes.push(Server::start_node(binary, p2p, None, Some(args)));
     }
     // Every peer known to the first node's consensus.
     let deadline = Instant::now() + Duration::from_secs(60);
