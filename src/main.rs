@@ -205,6 +205,14 @@ struct StoreArgs {
     /// Files larger than this many bytes are skipped.
     #[arg(long, env = "QUARRY_MAX_FILE_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_file_bytes: u64,
+    /// PDF, HTML, DOCX, ODT, EPUB and notebook files larger than this many bytes are
+    /// skipped.
+    #[arg(long, env = "QUARRY_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_document_bytes: u64,
+    /// Time budget for extracting one document, in milliseconds: a document still
+    /// extracting after it is indexed as far as it got (or skipped).
+    #[arg(long, env = "QUARRY_DOCUMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    document_timeout_ms: u64,
     /// Term normalisation: `prose` (English stopwords and stemming) or `code` (terms
     /// as they are). Fixed per data folder: re-ingest after changing it.
     #[arg(long, env = "QUARRY_PROFILE", value_enum, default_value_t = quarry::engine::text::Profile::Prose)]
@@ -302,6 +310,11 @@ impl StoreArgs {
         };
         let mut config = EngineConfig {
             max_file_bytes: self.max_file_bytes,
+            max_document_bytes: self.max_document_bytes,
+            documents: quarry::engine::document::Limits {
+                time_budget: std::time::Duration::from_millis(self.document_timeout_ms),
+                ..quarry::engine::document::Limits::default()
+            },
             profile: self.profile,
             model,
             ..EngineConfig::default()
@@ -1011,7 +1024,11 @@ fn search(args: SearchArgs) -> ExitCode {
     match engine.search(&request) {
         Ok(r) => {
             for h in &r.hits {
-                println!("{}:{}-{}  {:.3}", h.path, h.start_line, h.end_line, h.score);
+                let place = h.location.as_ref().map(describe).unwrap_or_default();
+                println!(
+                    "{}:{}-{}{place}  {:.3}",
+                    h.path, h.start_line, h.end_line, h.score
+                );
                 for line in h.snippet.lines() {
                     println!("    {line}");
                 }
@@ -1069,5 +1086,23 @@ fn schemas(args: SchemasArgs) -> ExitCode {
         }
         eprintln!("run `cargo run -- schemas` to regenerate");
         ExitCode::FAILURE
+    }
+}
+
+/// A document location for people: ` (page 2, Install > Linux)`.
+fn describe(l: &quarry::engine::document::Location) -> String {
+    let parts: Vec<String> = [
+        l.page.map(|p| format!("page {p}")),
+        l.chapter.as_ref().map(|c| format!("chapter {c:?}")),
+        l.cell.map(|c| format!("cell {c}")),
+        l.heading.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }

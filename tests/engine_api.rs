@@ -76,7 +76,8 @@ fn reconciling_one_folder_leaves_its_subfolders_alone() {
         changes,
         [FileChange::Written {
             path: root.join("README.md").to_string_lossy().into_owned(),
-            existed: true
+            existed: true,
+            partial: None,
         }]
     );
     assert!(reconcile(&e, &root, &root.join("src"), false).is_empty());

@@ -60,6 +60,15 @@ def _state(ctx: Context) -> _State:  # type: ignore[type-arg]
 
 def _hit_text(h: SearchHit) -> str:
     where = f"{h.path}:{h.start_line}-{h.end_line}"
+    loc = h.location
+    if loc is not None:
+        parts = [
+            f"page {loc.page}" if loc.page is not None else None,
+            f"chapter {loc.chapter!r}" if loc.chapter else None,
+            f"cell {loc.cell}" if loc.cell is not None else None,
+            loc.heading,
+        ]
+        where += " (" + ", ".join(p for p in parts if p) + ")"
     snippet = (h.snippet or "").strip()
     return f"{where} (score {h.score:.3f})\n{snippet}"
 

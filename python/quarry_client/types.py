@@ -129,6 +129,26 @@ class Symbol:
 
 
 @dataclass(frozen=True)
+class Location:
+    """A place in a document a person can open: a PDF page, a heading path
+    (``"Guide > Install"``), an EPUB chapter, a notebook cell (1-based)."""
+
+    page: Optional[int] = None
+    heading: Optional[str] = None
+    chapter: Optional[str] = None
+    cell: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "Location":
+        return cls(
+            page=d.get("page"),
+            heading=d.get("heading"),
+            chapter=d.get("chapter"),
+            cell=d.get("cell"),
+        )
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """One ranked chunk."""
 
@@ -143,6 +163,9 @@ class SearchHit:
     document_id: Optional[str] = None
     #: The candidate lists that found it: ``"sparse"`` (BM25), ``"dense"`` or both.
     sources: Tuple[str, ...] = ()
+    #: Where the chunk is in a document (PDF, HTML, DOCX, ODT, EPUB, notebook);
+    #: ``None`` for plain text and code.
+    location: Optional["Location"] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "SearchHit":
@@ -157,6 +180,7 @@ class SearchHit:
             snippet_line=d.get("snippetLine"),
             document_id=d.get("documentId"),
             sources=tuple(d.get("sources", ())),
+            location=Location.from_json(d["location"]) if d.get("location") else None,
         )
 
 

@@ -84,6 +84,11 @@ pub fn language_of(path: &Path) -> Option<&'static str> {
         "r" => "r",
         "sql" => "sql",
         "html" | "htm" | "xhtml" => "html",
+        "pdf" => "pdf",
+        "docx" => "docx",
+        "odt" => "odt",
+        "epub" => "epub",
+        "ipynb" => "notebook",
         "css" | "scss" | "less" => "css",
         "xml" | "xsd" | "xsl" | "svg" => "xml",
         "json" | "jsonl" => "json",
@@ -93,10 +98,10 @@ pub fn language_of(path: &Path) -> Option<&'static str> {
         "proto" => "protobuf",
         "tex" => "latex",
         "csv" | "tsv" => "csv",
-        "png" | "jpg" | "jpeg" | "gif" | "bmp" | "ico" | "webp" | "pdf" | "zip" | "gz" | "tgz"
-        | "bz2" | "xz" | "zst" | "7z" | "tar" | "jar" | "class" | "so" | "dll" | "dylib"
-        | "exe" | "o" | "a" | "pyc" | "pyo" | "whl" | "woff" | "woff2" | "ttf" | "otf" | "mp3"
-        | "mp4" | "wav" | "ogg" | "flac" | "mov" | "avi" | "sqlite" | "db" | "bin" | "wasm" => {
+        "png" | "jpg" | "jpeg" | "gif" | "bmp" | "ico" | "webp" | "zip" | "gz" | "tgz" | "bz2"
+        | "xz" | "zst" | "7z" | "tar" | "jar" | "class" | "so" | "dll" | "dylib" | "exe" | "o"
+        | "a" | "pyc" | "pyo" | "whl" | "woff" | "woff2" | "ttf" | "otf" | "mp3" | "mp4"
+        | "wav" | "ogg" | "flac" | "mov" | "avi" | "sqlite" | "db" | "bin" | "wasm" => {
             return None;
         }
         _ => "text",
@@ -115,6 +120,27 @@ pub fn chunk(text: &str, language: &str, params: &ChunkParams) -> Vec<Chunk> {
         windows(&lines, 0, lines.len(), "", params, &mut out);
     }
     out
+}
+
+/// A document's text chunked within its sections: each `(start, end, context)` line
+/// range (0-based, `end` exclusive) is windowed on its own, so no chunk spans two pages
+/// or headings. Each chunk comes with the index of its section.
+pub fn chunk_sections(
+    text: &str,
+    sections: &[(usize, usize, String)],
+    params: &ChunkParams,
+) -> Vec<(usize, Chunk)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut owner = Vec::new();
+    for (i, (start, end, context)) in sections.iter().enumerate() {
+        let end = (*end).min(lines.len());
+        if *start < end {
+            windows(&lines, *start, end, context, params, &mut out);
+        }
+        owner.resize(out.len(), i);
+    }
+    owner.into_iter().zip(out).collect()
 }
 
 /// Code chunked along its definitions (`symbols`, from `syntax::symbols`): a definition

@@ -11,6 +11,7 @@
 // and the reconcile that ingestDir and watches share.
 pub mod chunk;
 mod dense;
+pub mod document;
 mod ingest;
 pub mod lazy;
 mod read;
@@ -76,6 +77,8 @@ pub(crate) mod field {
     pub const REVISION: &str = "revision";
     /// The definitions whose first line is in the chunk (`syntax::Symbol`s).
     pub const SYMBOLS: &str = "symbols";
+    /// A document chunk's page, heading, chapter or cell (`document::Location`).
+    pub const LOCATION: &str = "location";
 }
 
 /// Engine failures, each mapped to one protocol error kind.
@@ -147,8 +150,13 @@ impl From<StoreError> for EngineError {
 /// Engine configuration.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Files larger than this (bytes) are skipped.
+    /// Files larger than this (bytes) are skipped (documents have their own limit).
     pub max_file_bytes: u64,
+    /// PDF, HTML, DOCX, ODT, EPUB and notebook files larger than this (bytes) are
+    /// skipped; default 64 MiB.
+    pub max_document_bytes: u64,
+    /// Bounds on extracting one document (time budget, inflated bytes, text kept).
+    pub documents: document::Limits,
     /// Files read, chunked and embedded in parallel.
     pub workers: usize,
     /// Term normalisation.
@@ -179,6 +187,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_file_bytes: 4 * 1024 * 1024,
+            max_document_bytes: 64 * 1024 * 1024,
+            documents: document::Limits::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             profile: Profile::default(),
             bm25: Bm25Params::default(),

@@ -1,9 +1,11 @@
 //! Read and decode: a file's bytes into checked text (binary, too large, not UTF-8 and
-//! unreadable files are refused with the reason), with its content hash.
+//! unreadable files are refused with the reason), with its content hash. Documents
+//! (PDF, HTML, DOCX, ODT, EPUB, notebooks) are extracted by [`super::document`].
 
 use std::path::Path;
 
 use super::chunk::language_of;
+use super::document::{self, Section};
 use super::{Engine, EngineError};
 
 /// A file read and checked.
@@ -17,6 +19,10 @@ pub(crate) struct TextFile {
     /// Last modification, in milliseconds since the Unix epoch (the file's mtime, or
     /// when given content was received).
     pub(crate) modified_ms: i64,
+    /// A document's runs of lines by location (empty for plain text and code).
+    pub(crate) sections: Vec<Section>,
+    /// Why a document was only partly extracted.
+    pub(crate) partial: Option<String>,
 }
 
 fn epoch_ms(t: std::time::SystemTime) -> i64 {
@@ -30,6 +36,17 @@ const SNIFF: usize = 8 * 1024;
 impl Engine {
     /// Reads `path` as text: the reason it cannot be is an [`EngineError`].
     pub(crate) fn read_text(&self, path: &Path) -> Result<TextFile, EngineError> {
+        self.read_text_if_changed(path, None)
+            .map(|f| f.expect("no known hash, never unchanged"))
+    }
+
+    /// [`Engine::read_text`], or `None` when the file's content hash is `known` (so a
+    /// document is not extracted again to find it unchanged).
+    pub(crate) fn read_text_if_changed(
+        &self,
+        path: &Path,
+        known: Option<&str>,
+    ) -> Result<Option<TextFile>, EngineError> {
         let shown = path.display();
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => EngineError::NotFound(format!("no such file: {shown}")),
@@ -45,20 +62,34 @@ impl Engine {
                 "binary file type: {shown}"
             )));
         };
-        if meta.len() > self.config.max_file_bytes {
-            return Err(EngineError::UnsupportedContent(format!(
-                "too large: {shown} has {} bytes, the limit is {}",
-                meta.len(),
-                self.config.max_file_bytes
-            )));
-        }
+        self.check_size(path, meta.len(), language)?;
         let bytes = std::fs::read(path)
             .map_err(|e| EngineError::InvalidPath(format!("unreadable: {shown}: {e}")))?;
+        if known.is_some_and(|k| k == content_hash(&bytes)) {
+            return Ok(None);
+        }
         let mut file = self.text_of(path, &bytes, language)?;
         if let Ok(t) = meta.modified() {
             file.modified_ms = epoch_ms(t);
         }
-        Ok(file)
+        Ok(Some(file))
+    }
+
+    /// Refuses a file over the size limit of its kind (`--max-document-bytes` for
+    /// documents, `--max-file-bytes` otherwise).
+    fn check_size(&self, path: &Path, bytes: u64, language: &str) -> Result<(), EngineError> {
+        let (limit, flag) = if document::is_document(language) {
+            (self.config.max_document_bytes, "--max-document-bytes")
+        } else {
+            (self.config.max_file_bytes, "--max-file-bytes")
+        };
+        if bytes > limit {
+            return Err(EngineError::UnsupportedContent(format!(
+                "too large: {} has {bytes} bytes, the limit is {limit} ({flag})",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// `bytes` (a file's, or content sent for the document `path`) as checked text.
@@ -71,25 +102,35 @@ impl Engine {
         language: &'static str,
     ) -> Result<TextFile, EngineError> {
         let shown = path.display();
-        if bytes.len() as u64 > self.config.max_file_bytes {
-            return Err(EngineError::UnsupportedContent(format!(
-                "too large: {shown} has {} bytes, the limit is {}",
-                bytes.len(),
-                self.config.max_file_bytes
-            )));
-        }
-        let text = decode(bytes).ok_or_else(|| {
-            EngineError::UnsupportedContent(format!("not text (binary or not UTF-8): {shown}"))
-        })?;
+        self.check_size(path, bytes.len() as u64, language)?;
+        let (text, sections, partial) = if document::is_document(language) {
+            let extracted = document::extract(language, bytes.to_vec(), self.config.documents)
+                .map_err(|e| {
+                    EngineError::UnsupportedContent(format!("{shown}: {language}: {e}"))
+                })?;
+            (extracted.text, extracted.sections, extracted.partial)
+        } else {
+            let text = decode(bytes).ok_or_else(|| {
+                EngineError::UnsupportedContent(format!("not text (binary or not UTF-8): {shown}"))
+            })?;
+            (text, Vec::new(), None)
+        };
         Ok(TextFile {
-            hash: blake3::hash(bytes).to_hex()[..32].to_owned(),
+            hash: content_hash(bytes),
             sha256: super::sha256_hex(bytes),
             bytes: bytes.len() as u64,
             text,
             language,
             modified_ms: epoch_ms(std::time::SystemTime::now()),
+            sections,
+            partial,
         })
     }
+}
+
+/// A file's content hash as stored (`contentHash`): 32 hex digits of BLAKE3.
+fn content_hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex()[..32].to_owned()
 }
 
 /// Text of a file: UTF-8, or lossily decoded when at most 1 % of it is invalid;

@@ -61,6 +61,8 @@ pub enum FileChange {
         path: String,
         /// Whether an older version was replaced.
         existed: bool,
+        /// What was left out of a document indexed only in part (`partly indexed: …`).
+        partial: Option<String>,
     },
     /// Its document was removed (the file vanished or is now ignored).
     Removed {
@@ -84,6 +86,8 @@ enum Outcome {
         hash: String,
         points: Vec<Point>,
         replaces: bool,
+        /// Why a document was only partly extracted.
+        partial: Option<String>,
     },
     Skip(String),
 }
@@ -176,13 +180,13 @@ impl Engine {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = files.get(i) else { return };
                         let path_str = path.to_string_lossy().into_owned();
-                        let (bytes, outcome) = match self.read_text(path) {
+                        let known = stored.get(&path_str);
+                        let same = known.filter(|h| h.len() == 1).map(|h| h[0].as_str());
+                        let (bytes, outcome) = match self.read_text_if_changed(path, same) {
                             Err(e) => (0, Outcome::Skip(e.to_string())),
-                            Ok(file) => {
-                                let known = stored.get(&path_str);
-                                if known.is_some_and(|h| h.len() == 1 && h[0] == file.hash) {
-                                    (file.bytes, Outcome::Unchanged)
-                                } else if known.is_none() && file.text.trim().is_empty() {
+                            Ok(None) => (0, Outcome::Unchanged),
+                            Ok(Some(file)) => {
+                                if known.is_none() && file.text.trim().is_empty() {
                                     // Nothing to index and nothing stored to replace.
                                     (file.bytes, Outcome::Skip("empty file".into()))
                                 } else {
@@ -194,6 +198,7 @@ impl Engine {
                                             hash: file.hash,
                                             points,
                                             replaces: known.is_some(),
+                                            partial: file.partial,
                                         },
                                     )
                                 }
@@ -234,12 +239,21 @@ impl Engine {
                         hash,
                         points,
                         replaces,
+                        partial,
                     } => {
                         result.files += 1;
                         result.chunks += points.len() as u64;
+                        let partial = partial.map(|p| format!("partly indexed: {p}"));
+                        if let Some(reason) = &partial {
+                            skipped.push(Skipped {
+                                path: path.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
                         changes.push(FileChange::Written {
                             path: path.clone(),
                             existed: replaces,
+                            partial,
                         });
                         if points.is_empty() {
                             skipped.push(Skipped {

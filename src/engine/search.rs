@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::dense::Binding;
+use super::document::Location;
 use super::semantic::fusion::{self, Fused, Source};
 use super::text::terms;
 use super::{DEFAULT_COLLECTION, Engine, EngineError, absolute, field};
@@ -116,6 +117,10 @@ pub struct SearchHit {
     /// The candidate lists that found this chunk: `sparse` (BM25), `dense` (the
     /// embedding), or both.
     pub sources: Vec<Source>,
+    /// Where the chunk is in a document (PDF page, heading, EPUB chapter, notebook
+    /// cell); absent for plain text and code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 /// `search/query` result.
@@ -299,6 +304,9 @@ impl Engine {
                 document_id: str_field(p, field::DOCUMENT_ID),
                 path,
                 sources,
+                location: p
+                    .get(field::LOCATION)
+                    .and_then(|l| serde_json::from_value(l.clone()).ok()),
             });
             if out.len() == limit {
                 break;

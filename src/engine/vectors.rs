@@ -1,13 +1,14 @@
 //! Chunks into points: each chunk's terms (file name, heading context, text, and the
 //! names it defines, boosted) become its sparse BM25 vector; the payload carries what a
-//! hit shows and what filters use. Point ids derive from (document, content hash, chunk
+//! hit shows (a document's chunk also its `location`) and what filters use. Point ids derive from (document, content hash, chunk
 //! index), so replaying an ingest is idempotent.
 
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::chunk::{chunk, chunk_code};
+use super::chunk::{chunk, chunk_code, chunk_sections};
+use super::document::Location;
 use super::read::TextFile;
 use super::text::terms;
 use super::{Engine, document_id, field, scopes, semantic, syntax};
@@ -34,11 +35,27 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let chunks = if self.config.syntax_chunks && !found.is_empty() {
+        let mut locations: Vec<Option<&Location>> = Vec::new();
+        let chunks = if !file.sections.is_empty() {
+            // A document: chunks follow its pages, headings, chapters or cells.
+            let spans: Vec<(usize, usize, String)> = file
+                .sections
+                .iter()
+                .map(|s| (s.start, s.end, s.location.context()))
+                .collect();
+            chunk_sections(&file.text, &spans, &self.config.chunking)
+                .into_iter()
+                .map(|(section, c)| {
+                    locations.push(Some(&file.sections[section].location));
+                    c
+                })
+                .collect()
+        } else if self.config.syntax_chunks && !found.is_empty() {
             chunk_code(&file.text, &found, &self.config.chunking)
         } else {
             chunk(&file.text, file.language, &self.config.chunking)
         };
+        locations.resize(chunks.len(), None);
         // Each definition goes with the first chunk holding its first line.
         let mut symbols: Vec<Vec<syntax::Symbol>> = vec![Vec::new(); chunks.len()];
         for s in found {
@@ -52,7 +69,8 @@ impl Engine {
         chunks
             .into_iter()
             .zip(symbols)
-            .map(|(c, symbols)| {
+            .zip(locations)
+            .map(|((c, symbols), location)| {
                 let mut ts = title.clone();
                 terms(&c.context, &mut ts);
                 terms(&c.text, &mut ts);
@@ -83,6 +101,9 @@ impl Engine {
                 payload.insert(field::TEXT.into(), json!(c.text));
                 if !symbols.is_empty() {
                     payload.insert(field::SYMBOLS.into(), json!(symbols));
+                }
+                if let Some(location) = location.filter(|l| !l.is_empty()) {
+                    payload.insert(field::LOCATION.into(), json!(location));
                 }
                 if let Some(m) = metadata {
                     payload.insert(field::METADATA.into(), m.clone());

@@ -51,7 +51,8 @@ pub struct WatchEvent {
     pub kind: ChangeKind,
     /// Whether the index now reflects it.
     pub indexed: bool,
-    /// Why not, when `indexed` is false.
+    /// Why not, when `indexed` is false; with `indexed` true, what was left out of a
+    /// document indexed only in part (`partly indexed: …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -361,11 +362,15 @@ impl Follower {
     }
 
     fn emit(&self, path: String, kind: ChangeKind, error: Option<String>) {
+        self.emit_indexed(path, kind, error.is_none(), error);
+    }
+
+    fn emit_indexed(&self, path: String, kind: ChangeKind, indexed: bool, error: Option<String>) {
         (self.sink)(WatchEvent {
             watch_id: self.id.clone(),
             path,
             kind,
-            indexed: error.is_none(),
+            indexed,
             error,
         });
     }
@@ -491,13 +496,17 @@ impl Follower {
                 Ok((_, changes)) => {
                     for c in changes {
                         match c {
-                            FileChange::Written { path, existed } => {
+                            FileChange::Written {
+                                path,
+                                existed,
+                                partial,
+                            } => {
                                 let kind = match (hint_of(hints, &path), existed) {
                                     (_, true) => ChangeKind::Modified,
                                     (Some(ChangeKind::Renamed), false) => ChangeKind::Renamed,
                                     (_, false) => ChangeKind::Created,
                                 };
-                                self.emit(path, kind, None);
+                                self.emit_indexed(path, kind, true, partial);
                             }
                             FileChange::Removed { path } => {
                                 let kind = match hint_of(hints, &path) {

@@ -853,6 +853,12 @@ impl Quarry for QuarryService {
                     document_id: h.document_id,
                     snippet_line: h.snippet_line,
                     sources: h.sources.iter().map(|s| s.as_str().to_owned()).collect(),
+                    location: h.location.map(|l| proto::Location {
+                        page: l.page,
+                        heading: l.heading,
+                        chapter: l.chapter,
+                        cell: l.cell,
+                    }),
                 })
                 .collect(),
             mode: result.mode.as_str().to_owned(),

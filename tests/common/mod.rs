@@ -210,8 +210,14 @@ impl Sidecar {
 
     /// Waits for the response with `id`; other messages are kept for later.
     pub fn response(&mut self, id: impl Into<Value>) -> Value {
+        self.response_within(id, WAIT)
+    }
+
+    /// [`Sidecar::response`], waiting up to `wait` (for work known to be long).
+    #[allow(dead_code)]
+    pub fn response_within(&mut self, id: impl Into<Value>, wait: Duration) -> Value {
         let id = id.into();
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + wait;
         let mut skipped = Vec::new();
         let found = loop {
             let left = deadline.saturating_duration_since(Instant::now());

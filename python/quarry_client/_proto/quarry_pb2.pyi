@@ -309,7 +309,7 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., collection: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("path", "score", "chunk_index", "start_line", "end_line", "snippet", "language", "document_id", "snippet_line", "sources")
+    __slots__ = ("path", "score", "chunk_index", "start_line", "end_line", "snippet", "language", "document_id", "snippet_line", "sources", "location")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +320,7 @@ class SearchHit(_message.Message):
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SNIPPET_LINE_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
     path: str
     score: float
     chunk_index: int
@@ -330,7 +331,20 @@ class SearchHit(_message.Message):
     document_id: str
     snippet_line: int
     sources: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, path: _Optional[str] = ..., score: _Optional[float] = ..., chunk_index: _Optional[int] = ..., start_line: _Optional[int] = ..., end_line: _Optional[int] = ..., snippet: _Optional[str] = ..., language: _Optional[str] = ..., document_id: _Optional[str] = ..., snippet_line: _Optional[int] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
+    location: Location
+    def __init__(self, path: _Optional[str] = ..., score: _Optional[float] = ..., chunk_index: _Optional[int] = ..., start_line: _Optional[int] = ..., end_line: _Optional[int] = ..., snippet: _Optional[str] = ..., language: _Optional[str] = ..., document_id: _Optional[str] = ..., snippet_line: _Optional[int] = ..., sources: _Optional[_Iterable[str]] = ..., location: _Optional[_Union[Location, _Mapping]] = ...) -> None: ...
+
+class Location(_message.Message):
+    __slots__ = ("page", "heading", "chapter", "cell")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    HEADING_FIELD_NUMBER: _ClassVar[int]
+    CHAPTER_FIELD_NUMBER: _ClassVar[int]
+    CELL_FIELD_NUMBER: _ClassVar[int]
+    page: int
+    heading: str
+    chapter: str
+    cell: int
+    def __init__(self, page: _Optional[int] = ..., heading: _Optional[str] = ..., chapter: _Optional[str] = ..., cell: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "mode")
