@@ -38,6 +38,17 @@ print(f"export QUARRY_TEST_EMBED_MODEL={p.model!r} QUARRY_TEST_EMBED_TOKENIZER={
 ')"
 export QUARRY_REQUIRE_SEMANTIC=1
 
+echo "== Debian manuals for the real-document tests (bash-doc: the Bash manual as PDF and HTML)"
+# Installed at test time, never committed; without root or apt the tests print SKIPPED.
+if [ ! -f /usr/share/doc/bash/bashref.pdf ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq bash-doc >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bash-doc >/dev/null 2>&1; } \
+        || echo "bash-doc could not be installed"
+fi
+if [ -f /usr/share/doc/bash/bashref.pdf ]; then
+    export QUARRY_REQUIRE_MANUALS=1
+fi
+
 echo "== Rust tests"
 # A real Qdrant server for the server/cluster tests (tests/qdrant.rs, store_suite.rs):
 # $QUARRY_TEST_QDRANT, else ../shared/bin/qdrant-server beside the repository; without

@@ -42,8 +42,11 @@ fn top(hits: &[Value], file: &str) -> Value {
 /// A DOCX whose one part inflates to 300 MB of spaces (~300 KB on disk).
 fn zip_bomb(path: &Path) {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    zip.start_file("word/document.xml", zip::write::SimpleFileOptions::default())
-        .unwrap();
+    zip.start_file(
+        "word/document.xml",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
     zip.write_all(b"<w:document><w:body><w:p><w:r><w:t>bomb</w:t></w:r></w:p>")
         .unwrap();
     let spaces = vec![b' '; 1 << 20];
@@ -92,10 +95,18 @@ fn documents_are_found_where_they_are() {
     let v = s.request("i", "documents/ingestDir", json!({"root": root}));
     let r = result_of(&v).clone();
 
-    let h = top(&search(&mut s, "quartz lantern protocol", json!({})), "sample.pdf");
+    let h = top(
+        &search(&mut s, "quartz lantern protocol", json!({})),
+        "sample.pdf",
+    );
     assert_eq!(h["language"], "pdf");
     assert_eq!(h["location"], json!({"page": 2, "heading": "Installing"}));
-    assert!(h["snippet"].as_str().unwrap().contains("quartz lantern protocol"));
+    assert!(
+        h["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("quartz lantern protocol")
+    );
 
     // The PDF with a broken cross-reference table is indexed too.
     let hits = search(&mut s, "amber falcon recovery", json!({}));
@@ -110,12 +121,21 @@ fn documents_are_found_where_they_are() {
     assert!(hits.iter().all(|h| h["language"] == "html"), "{hits:#?}");
     assert_eq!(h["location"]["heading"], "User guide > Configuration");
     let snippet = h["snippet"].as_str().unwrap();
-    assert!(!snippet.contains('<') && !snippet.contains("&amp;"), "{snippet}");
+    assert!(
+        !snippet.contains('<') && !snippet.contains("&amp;"),
+        "{snippet}"
+    );
     assert!(search(&mut s, "scriptMarker", filter.clone()).is_empty());
 
-    let h = top(&search(&mut s, "tidewater sextant", json!({})), "sample.docx");
+    let h = top(
+        &search(&mut s, "tidewater sextant", json!({})),
+        "sample.docx",
+    );
     assert_eq!(h["language"], "docx");
-    assert_eq!(h["location"]["heading"], "Field report > Methods > Equipment");
+    assert_eq!(
+        h["location"]["heading"],
+        "Field report > Methods > Equipment"
+    );
 
     let h = top(&search(&mut s, "emerald trickle", json!({})), "sample.odt");
     assert_eq!(h["location"]["heading"], "Garden plan > Watering");
@@ -145,9 +165,15 @@ fn documents_are_found_where_they_are() {
         ("notebook", "orchard", "sample.ipynb"),
     ] {
         let all = search(&mut s, word, json!({}));
-        assert!(all.iter().any(|h| file_name(h) == "generate.py"), "{all:#?}");
+        assert!(
+            all.iter().any(|h| file_name(h) == "generate.py"),
+            "{all:#?}"
+        );
         let hits = search(&mut s, word, json!({"filter": {"languages": [language]}}));
-        assert!(hits.iter().any(|h| file_name(h) == file), "{language}: {hits:#?}");
+        assert!(
+            hits.iter().any(|h| file_name(h) == file),
+            "{language}: {hits:#?}"
+        );
         assert!(hits.iter().all(|h| h["language"] == language), "{hits:#?}");
     }
 
@@ -157,7 +183,10 @@ fn documents_are_found_where_they_are() {
     assert!(skipped_reason(&r, "broken.docx").contains("not a DOCX file"));
     assert!(skipped_reason(&r, "deep.ipynb").contains("not a Jupyter notebook"));
     let partial = skipped_reason(&r, "truncated.epub");
-    assert!(partial.starts_with("partly indexed: damaged archive"), "{partial}");
+    assert!(
+        partial.starts_with("partly indexed: damaged archive"),
+        "{partial}"
+    );
     assert!(partial.contains("2 of 3 chapters"), "{partial}");
     let h = top(&search(&mut s, "walrus clause", json!({})), "deep.docx");
     assert_eq!(h["language"], "docx");
@@ -191,7 +220,10 @@ fn hostile_files_are_bounded_and_the_rest_goes_on() {
     let h = top(&search(&mut s, "onyx marker", json!({})), "long-line.html");
     assert_eq!(h["startLine"], 1);
     // Everything else is in.
-    top(&search(&mut s, "quartz lantern protocol", json!({})), "sample.pdf");
+    top(
+        &search(&mut s, "quartz lantern protocol", json!({})),
+        "sample.pdf",
+    );
     top(&search(&mut s, "emerald trickle", json!({})), "sample.odt");
 
     // A document over --max-document-bytes is skipped by name; plain text keeps its own
@@ -200,7 +232,10 @@ fn hostile_files_are_bounded_and_the_rest_goes_on() {
     let v = small.request("i", "documents/ingestDir", json!({"root": root}));
     let reason = skipped_reason(result_of(&v), "sample.pdf");
     assert!(reason.contains("--max-document-bytes"), "{reason}");
-    top(&search(&mut small, "emerald trickle", json!({})), "sample.odt");
+    top(
+        &search(&mut small, "emerald trickle", json!({})),
+        "sample.odt",
+    );
 }
 
 /// The next `watch/event` for `file`.
@@ -228,19 +263,40 @@ fn a_watch_reports_partial_and_refused_documents() {
     );
     result_of(&v);
     std::thread::sleep(Duration::from_millis(300));
-    std::fs::copy(fixtures.join("truncated.epub"), root.path().join("book.epub")).unwrap();
+    std::fs::copy(
+        fixtures.join("truncated.epub"),
+        root.path().join("book.epub"),
+    )
+    .unwrap();
     let e = event_for(&mut s, "book.epub");
     assert_eq!(e["indexed"], true, "{e}");
-    assert!(e["error"].as_str().unwrap().starts_with("partly indexed"), "{e}");
-    std::fs::copy(fixtures.join("encrypted.pdf"), root.path().join("secret.pdf")).unwrap();
+    assert!(
+        e["error"].as_str().unwrap().starts_with("partly indexed"),
+        "{e}"
+    );
+    std::fs::copy(
+        fixtures.join("encrypted.pdf"),
+        root.path().join("secret.pdf"),
+    )
+    .unwrap();
     let e = event_for(&mut s, "secret.pdf");
     assert_eq!(e["indexed"], false, "{e}");
-    assert!(e["error"].as_str().unwrap().contains("encrypted PDF"), "{e}");
-    std::fs::copy(fixtures.join("sample.docx"), root.path().join("report.docx")).unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("encrypted PDF"),
+        "{e}"
+    );
+    std::fs::copy(
+        fixtures.join("sample.docx"),
+        root.path().join("report.docx"),
+    )
+    .unwrap();
     let e = event_for(&mut s, "report.docx");
     assert_eq!(e["indexed"], true, "{e}");
     assert!(e.get("error").is_none(), "{e}");
-    top(&search(&mut s, "tidewater sextant", json!({})), "report.docx");
+    top(
+        &search(&mut s, "tidewater sextant", json!({})),
+        "report.docx",
+    );
 }
 
 /// Known phrases of the Bash Reference Manual (Debian `bash-doc` 5.2.15), with the
@@ -259,6 +315,11 @@ fn real_manuals_from_debian() {
     let pdf = Path::new("/usr/share/doc/bash/bashref.pdf");
     let html = Path::new("/usr/share/doc/bash/bashref.html");
     if !pdf.exists() || !html.exists() {
+        // scripts/test.sh installs it where it can, and then requires it.
+        assert!(
+            std::env::var_os("QUARRY_REQUIRE_MANUALS").is_none(),
+            "QUARRY_REQUIRE_MANUALS is set but bash-doc's manuals are missing"
+        );
         eprintln!("SKIPPED: Debian's bash-doc is not installed (apt-get install bash-doc)");
         return;
     }
@@ -271,11 +332,7 @@ fn real_manuals_from_debian() {
     assert_eq!(r["files"], 2, "{r}");
     assert!(r["skipped"].as_array().unwrap().is_empty(), "{r}");
     for (phrase, page) in BASHREF_PAGES {
-        let hits = search(
-            &mut s,
-            phrase,
-            json!({"filter": {"languages": ["pdf"]}}),
-        );
+        let hits = search(&mut s, phrase, json!({"filter": {"languages": ["pdf"]}}));
         assert!(
             hits.iter().any(|h| h["location"]["page"] == page),
             "{phrase:?} not found on page {page}: {:?}",

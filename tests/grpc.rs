@@ -78,6 +78,34 @@ async fn unary_calls_errors_and_health_on_the_unix_socket() {
     // No model here: BM25, and the hit says which list found it.
     assert_eq!(r.mode, "sparse");
     assert_eq!(hits[0].sources, ["sparse"]);
+    // Plain text has no location; a document's hit says where it is.
+    assert_eq!(hits[0].location, None);
+    let html = b"<html><body><h1>Zoo</h1><h2>Forest animals</h2><p>An okapi eats leaves.</p></body></html>";
+    q.index_file(proto::IndexFileRequest {
+        path: "/docs/zoo.html".into(),
+        collection: "docs".into(),
+        content: Some(html.to_vec()),
+        metadata: None,
+    })
+    .await
+    .unwrap();
+    let r = q
+        .search(proto::SearchRequest {
+            query: "okapi leaves".into(),
+            collection: "docs".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.hits[0].snippet, "Forest animals\nAn okapi eats leaves.");
+    assert_eq!(
+        r.hits[0].location,
+        Some(proto::Location {
+            heading: Some("Zoo > Forest animals".into()),
+            ..Default::default()
+        })
+    );
     // Symbols stream, most relevant first.
     let r = q
         .index_file(proto::IndexFileRequest {

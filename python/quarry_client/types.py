@@ -54,6 +54,8 @@ class IngestResult:
     path: str
     chunks: int
     unchanged: bool
+    #: What was left out of a document indexed only in part (``None``: whole).
+    partial: Optional[str] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "IngestResult":
@@ -62,6 +64,7 @@ class IngestResult:
             path=d["path"],
             chunks=int(d["chunks"]),
             unchanged=bool(d["unchanged"]),
+            partial=d.get("partial"),
         )
 
 

@@ -54,6 +54,10 @@ pub struct IngestResult {
     pub chunks: u64,
     /// True when the content hash was unchanged and nothing was written.
     pub unchanged: bool,
+    /// What was left out of a document indexed only in part (a limit reached, a
+    /// damaged file); absent when it is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
 }
 
 impl Engine {
@@ -156,6 +160,7 @@ impl Engine {
                     path: path_str,
                     chunks,
                     unchanged: true,
+                    partial: None,
                 }));
                 continue;
             }
@@ -174,6 +179,7 @@ impl Engine {
                 path: path_str,
                 chunks,
                 unchanged: false,
+                partial: file.partial.clone(),
             }));
         }
         if !batch.is_empty() || !stale.is_empty() {

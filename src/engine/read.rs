@@ -65,7 +65,7 @@ impl Engine {
         self.check_size(path, meta.len(), language)?;
         let bytes = std::fs::read(path)
             .map_err(|e| EngineError::InvalidPath(format!("unreadable: {shown}: {e}")))?;
-        if known.is_some_and(|k| k == content_hash(&bytes)) {
+        if known.is_some_and(|k| k == content_hash(&bytes, language)) {
             return Ok(None);
         }
         let mut file = self.text_of(path, &bytes, language)?;
@@ -116,7 +116,7 @@ impl Engine {
             (text, Vec::new(), None)
         };
         Ok(TextFile {
-            hash: content_hash(bytes),
+            hash: content_hash(bytes, language),
             sha256: super::sha256_hex(bytes),
             bytes: bytes.len() as u64,
             text,
@@ -128,9 +128,21 @@ impl Engine {
     }
 }
 
-/// A file's content hash as stored (`contentHash`): 32 hex digits of BLAKE3.
-fn content_hash(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex()[..32].to_owned()
+/// What a document's content hash covers besides its bytes: the extraction. Bumped
+/// when extraction changes what a document yields, so that documents indexed by an
+/// older Quarry (HTML once indexed as markup) are extracted again instead of being
+/// taken as unchanged.
+const EXTRACTION: &[u8] = b"quarry-documents-1\0";
+
+/// A file's content hash as stored (`contentHash`): 32 hex digits of BLAKE3 of its
+/// bytes (preceded by [`EXTRACTION`] for documents).
+fn content_hash(bytes: &[u8], language: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    if document::is_document(language) {
+        h.update(EXTRACTION);
+    }
+    h.update(bytes);
+    h.finalize().to_hex()[..32].to_owned()
 }
 
 /// Text of a file: UTF-8, or lossily decoded when at most 1 % of it is invalid;
@@ -152,6 +164,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_documents_hash_covers_its_extraction() {
+        let bytes = b"<p>same bytes</p>";
+        assert_eq!(
+            content_hash(bytes, "text"),
+            blake3::hash(bytes).to_hex()[..32]
+        );
+        assert_ne!(content_hash(bytes, "html"), content_hash(bytes, "text"));
+    }
 
     #[test]
     fn binary_and_lossy_decoding() {

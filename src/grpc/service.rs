@@ -1132,6 +1132,7 @@ impl QuarryService {
             path: result.path,
             chunks: result.chunks,
             unchanged: result.unchanged,
+            partial: result.partial,
         })
     }
 }

@@ -89,16 +89,18 @@ class IndexFileRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ..., collection: _Optional[str] = ..., content: _Optional[bytes] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class IndexFileResponse(_message.Message):
-    __slots__ = ("document_id", "path", "chunks", "unchanged")
+    __slots__ = ("document_id", "path", "chunks", "unchanged", "partial")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     path: str
     chunks: int
     unchanged: bool
-    def __init__(self, document_id: _Optional[str] = ..., path: _Optional[str] = ..., chunks: _Optional[int] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+    partial: str
+    def __init__(self, document_id: _Optional[str] = ..., path: _Optional[str] = ..., chunks: _Optional[int] = ..., unchanged: _Optional[bool] = ..., partial: _Optional[str] = ...) -> None: ...
 
 class IngestDirRequest(_message.Message):
     __slots__ = ("root", "collection", "include", "exclude", "wait_for_embeddings")
