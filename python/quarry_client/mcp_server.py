@@ -77,7 +77,8 @@ def _hit_text(h: SearchHit) -> str:
 async def index_folder(
     path: str, ctx: Context, collection: Optional[str] = None  # type: ignore[type-arg]
 ) -> str:
-    """Index every text file under a folder (honouring .gitignore); files already
+    """Index every text file and document (PDF, HTML, DOCX, ODT, EPUB, notebook)
+    under a folder (honouring .gitignore); files already
     indexed and unchanged are skipped, files gone from the folder are removed."""
     loop = asyncio.get_running_loop()
 

@@ -19,7 +19,7 @@ pub(super) fn extract(bytes: &[u8], b: &mut TextBuilder) -> Result<(), String> {
     let container = read(&mut archive, "META-INF/container.xml", b)?
         .ok_or("not an EPUB file: no META-INF/container.xml")?;
     let mut package = None;
-    let _ = xml::walk(&container, b, |node, _| {
+    let _ = xml::walk(container.as_slice(), b, |node, _| {
         if let Node::Open { tag, .. } = node
             && local(tag) == "rootfile"
             && package.is_none()
@@ -34,7 +34,7 @@ pub(super) fn extract(bytes: &[u8], b: &mut TextBuilder) -> Result<(), String> {
     let mut manifest: HashMap<String, (String, String)> = HashMap::new(); // id → (path, properties)
     let mut spine: Vec<String> = Vec::new();
     let mut ncx: Option<String> = None;
-    let _ = xml::walk(&opf, b, |node, _| {
+    let _ = xml::walk(opf.as_slice(), b, |node, _| {
         let Node::Open { tag, .. } = node else { return };
         match local(tag) {
             "item" => {
@@ -104,7 +104,7 @@ fn contents(
     let mut label = String::new();
     let mut target: Option<String> = None;
     let mut in_label = false;
-    let _ = xml::walk(&doc, b, |node, _| match node {
+    let _ = xml::walk(doc.as_slice(), b, |node, _| match node {
         Node::Open { tag, empty } => match local(tag) {
             "a" if !empty => {
                 target = attribute(tag, "href");

@@ -12,14 +12,15 @@ use super::{Location, TextBuilder};
 ///
 /// Errors: not a zip archive, or without `word/document.xml`.
 pub(super) fn extract_docx(bytes: &[u8], b: &mut TextBuilder) -> Result<(), String> {
-    let xml = part(bytes, "word/document.xml", "DOCX", b)?;
+    let mut archive = open(bytes, "DOCX", b)?;
+    let xml = part(&mut archive, "word/document.xml", "DOCX")?;
     let mut doc = Outline::default();
     // The open paragraph: its heading level once its style is known, and its text when
     // it is a heading (body text goes straight to the builder).
     let mut level: Option<u8> = None;
     let mut heading = String::new();
     let mut in_text = false;
-    let walked = xml::walk(&xml.0, b, |node, b| match node {
+    let walked = xml::walk(xml, b, |node, b| match node {
         Node::Open { tag, empty } => match local(tag) {
             "p" if !empty => {
                 level = None;
@@ -64,19 +65,20 @@ pub(super) fn extract_docx(bytes: &[u8], b: &mut TextBuilder) -> Result<(), Stri
         }
         Node::Text(_) => {}
     });
-    finish(walked, xml.1, b)
+    finish(walked, &archive, b)
 }
 
 /// Extracts an ODT file into `b`.
 ///
 /// Errors: not a zip archive, or without `content.xml`.
 pub(super) fn extract_odt(bytes: &[u8], b: &mut TextBuilder) -> Result<(), String> {
-    let xml = part(bytes, "content.xml", "ODT", b)?;
+    let mut archive = open(bytes, "ODT", b)?;
+    let xml = part(&mut archive, "content.xml", "ODT")?;
     let mut doc = Outline::default();
     // Depth inside text paragraphs/headings, and the open heading (level, text).
     let mut depth = 0u32;
     let mut open: Option<(u8, String)> = None;
-    let walked = xml::walk(&xml.0, b, |node, b| match node {
+    let walked = xml::walk(xml, b, |node, b| match node {
         Node::Open { tag, empty } => match local(tag) {
             "h" if !empty => {
                 let l = attribute(tag, "outline-level")
@@ -116,35 +118,42 @@ pub(super) fn extract_odt(bytes: &[u8], b: &mut TextBuilder) -> Result<(), Strin
         },
         Node::Text(_) => {}
     });
-    finish(walked, xml.1, b)
+    finish(walked, &archive, b)
 }
 
-/// The archive member `name` of an office file, and the archive's damage if any.
-fn part(
-    bytes: &[u8],
+fn open<'a>(bytes: &'a [u8], format: &str, b: &mut TextBuilder) -> Result<Archive<'a>, String> {
+    Archive::open(bytes, b).map_err(|e| format!("not a {format} file: {e}"))
+}
+
+/// The archive member `name` of an office file, inflating as it is read.
+fn part<'r>(
+    archive: &'r mut Archive<'_>,
     name: &str,
     format: &str,
-    b: &mut TextBuilder,
-) -> Result<(Vec<u8>, Option<String>), String> {
-    let mut archive = Archive::open(bytes, b).map_err(|e| format!("not a {format} file: {e}"))?;
-    let damage = archive.damage().map(str::to_owned);
-    match archive.read(name, b) {
-        Some(Ok(xml)) => Ok((xml, damage)),
-        Some(Err(e)) => Err(e),
-        None => Err(format!(
-            "not a {format} file: no {name}{}",
-            damage.map(|d| format!(" ({d})")).unwrap_or_default()
-        )),
+) -> Result<Box<dyn std::io::BufRead + 'r>, String> {
+    let damage = archive
+        .damage()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    match archive.reader(name) {
+        Some(r) => r,
+        None => Err(format!("not a {format} file: no {name}{damage}")),
     }
 }
 
+/// The outcome of walking a part: a limit passed while inflating, or damage, stops `b`
+/// with its reason (and replaces the read error the limit caused).
 fn finish(
     walked: Result<(), String>,
-    damage: Option<String>,
+    archive: &Archive<'_>,
     b: &mut TextBuilder,
 ) -> Result<(), String> {
-    if let Some(d) = damage {
-        b.stop(d);
+    if let Some(reason) = archive.failure() {
+        b.stop(reason.clone());
+        return Err(reason);
+    }
+    if let Some(d) = archive.damage() {
+        b.stop(d.to_owned());
     }
     walked
 }

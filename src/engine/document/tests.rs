@@ -216,8 +216,19 @@ fn a_zip_bomb_stops_at_the_inflate_budget() {
         max_inflated_bytes: 8 << 20,
         ..Limits::default()
     };
-    let err = extract_here("docx", &bytes, limits).unwrap_err();
-    assert!(err.0.contains("zip bomb"), "{err}");
+    // Read as a stream: what came before the budget ran out is kept, and named partial.
+    let e = extract_here("docx", &bytes, limits).unwrap();
+    assert_eq!(e.text, "bomb head");
+    let partial = e.partial.unwrap();
+    assert!(partial.contains("inflates beyond 8 MiB"), "{partial}");
+    // Within the budget, the 20 MiB text node is refused before it is held whole.
+    let e = extract_here("docx", &bytes, Limits::default()).unwrap();
+    assert_eq!(e.text, "bomb head");
+    let partial = e.partial.unwrap();
+    assert!(
+        partial.contains("longer than 16 MiB without markup"),
+        "{partial}"
+    );
 }
 
 #[test]

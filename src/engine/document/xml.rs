@@ -2,6 +2,8 @@
 //! tags are not matched, so damaged XML reads as far as it goes).
 
 use quick_xml::events::{BytesStart, Event};
+use std::io::BufRead;
+
 use quick_xml::{Reader, XmlVersion};
 
 use super::TextBuilder;
@@ -38,11 +40,13 @@ pub(super) fn attribute(tag: &BytesStart<'_>, name: &str) -> Option<String> {
     })
 }
 
-/// Calls `f` for each event of `xml` until the end, an error or a stop of `b`.
+/// Calls `f` for each event of `xml` (a slice, or an archive member inflating as it is
+/// read) until the end, an error or a stop of `b`.
 ///
-/// Errors: malformed XML, with the byte offset (what came before is kept).
-pub(super) fn walk(
-    xml: &[u8],
+/// Errors: malformed XML (or a failed read), with the byte offset (what came before is
+/// kept).
+pub(super) fn walk<R: BufRead>(
+    xml: R,
     b: &mut TextBuilder,
     mut f: impl FnMut(Node<'_>, &mut TextBuilder),
 ) -> Result<(), String> {
@@ -50,13 +54,21 @@ pub(super) fn walk(
     let config = reader.config_mut();
     config.check_end_names = false;
     config.trim_text(false);
+    let mut buf = Vec::new();
     loop {
         if b.out_of_time() {
             return Ok(());
         }
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("malformed XML at byte {}: {e}", reader.buffer_position()))?;
+        buf.clear();
+        let event = match reader.read_event_into(&mut buf) {
+            Ok(event) => event,
+            Err(e) => {
+                return Err(format!(
+                    "malformed XML at byte {}: {e}",
+                    reader.buffer_position()
+                ));
+            }
+        };
         match event {
             Event::Start(tag) => f(
                 Node::Open {
