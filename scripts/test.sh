@@ -74,6 +74,20 @@ echo "== Python types (mypy --strict)"
 # refuses to run without QUARRY_BIN).
 QUARRY_BIN="$(cd "$target" && pwd)/debug/quarry" "$venv/bin/python" -m pytest python/tests -q
 
+echo "== TypeScript client (clients/typescript: generated types match schemas/, tsc, node --test)"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    quarry_bin="$(cd "$target" && pwd)/debug/quarry"
+    (
+        cd clients/typescript
+        npm ci --silent --no-audit --no-fund
+        npm run --silent gen:check
+        npm run --silent build
+        QUARRY_BIN="$quarry_bin" node --test test/
+    )
+else
+    echo "SKIPPED: node (>= 20) and npm are not installed"
+fi
+
 echo "== The wheel (maturin, dev profile: the binary just built, packed with the client)"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0"
 rm -rf "$target/wheels"

@@ -1,0 +1,11 @@
+// Generated from schemas/json/debug.exit.params.json by scripts/gen-types.mjs. Do not edit.
+
+/**
+ * Exits the process at once with `code` (a crash).
+ */
+export interface DebugExitParams {
+  /**
+   * Process exit code.
+   */
+  code: number;
+}
