@@ -88,6 +88,31 @@ else
     echo "SKIPPED: node (>= 20) and npm are not installed"
 fi
 
+echo "== Tauri host (examples/tauri-host: commands on Tauri's mock runtime, then the app end to end under Xvfb with tauri-driver and WebKitWebDriver)"
+# System packages (GTK/WebKit to build, the WebDriver and Xvfb to run) from Debian, and
+# tauri-driver from crates.io; without root or apt the Tauri tests print SKIPPED.
+tauri_pkgs="libwebkit2gtk-4.1-dev libxdo-dev libssl-dev librsvg2-dev webkit2gtk-driver xvfb"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $tauri_pkgs >/dev/null 2>&1; then
+    apt-get install -y -qq $tauri_pkgs >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tauri_pkgs >/dev/null 2>&1; } \
+        || echo "the Tauri system packages could not be installed"
+fi
+if pkg-config --exists webkit2gtk-4.1 2>/dev/null && command -v WebKitWebDriver >/dev/null \
+    && command -v Xvfb >/dev/null && command -v node >/dev/null; then
+    command -v tauri-driver >/dev/null || cargo install --quiet --locked tauri-driver --version 2.1.0
+    tauri_target="${QUARRY_TAURI_TARGET:-$target/tauri-host}"
+    quarry_bin="$(cd "$target" && pwd)/debug/quarry"
+    (cd examples/tauri-host/src-tauri && CARGO_TARGET_DIR="$tauri_target" QUARRY_BIN="$quarry_bin" cargo test --quiet)
+    (cd examples/tauri-host/src-tauri && CARGO_TARGET_DIR="$tauri_target" cargo build --quiet)
+    # The page's JavaScript, type-checked against the types generated from schemas/.
+    clients/typescript/node_modules/.bin/tsc -p examples/tauri-host/ui
+    QUARRY_TAURI_APP="$(cd "$tauri_target" && pwd)/debug/quarry-tauri-host" QUARRY_BIN="$quarry_bin" \
+        SCREENSHOT="$(cd "$target" && pwd)/tauri-host.png" node --test examples/tauri-host/e2e/
+    echo "screenshot: $target/tauri-host.png"
+else
+    echo "SKIPPED: the Tauri host needs webkit2gtk-4.1, WebKitWebDriver, Xvfb and node"
+fi
+
 echo "== The wheel (maturin, dev profile: the binary just built, packed with the client)"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0"
 rm -rf "$target/wheels"
