@@ -65,10 +65,11 @@ impl Engine {
         self.check_size(path, meta.len(), language)?;
         let bytes = std::fs::read(path)
             .map_err(|e| EngineError::InvalidPath(format!("unreadable: {shown}: {e}")))?;
-        if known.is_some_and(|k| k == content_hash(&bytes, language)) {
+        let hash = content_hash(&bytes, language);
+        if known == Some(hash.as_str()) {
             return Ok(None);
         }
-        let mut file = self.text_of(path, &bytes, language)?;
+        let mut file = self.text_of_hashed(path, &bytes, language, hash)?;
         if let Ok(t) = meta.modified() {
             file.modified_ms = epoch_ms(t);
         }
@@ -101,6 +102,17 @@ impl Engine {
         bytes: &[u8],
         language: &'static str,
     ) -> Result<TextFile, EngineError> {
+        self.text_of_hashed(path, bytes, language, content_hash(bytes, language))
+    }
+
+    /// [`Engine::text_of`] with the content `hash` already computed.
+    fn text_of_hashed(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        language: &'static str,
+        hash: String,
+    ) -> Result<TextFile, EngineError> {
         let shown = path.display();
         self.check_size(path, bytes.len() as u64, language)?;
         let (text, sections, partial) = if document::is_document(language) {
@@ -116,7 +128,7 @@ impl Engine {
             (text, Vec::new(), None)
         };
         Ok(TextFile {
-            hash: content_hash(bytes, language),
+            hash,
             sha256: super::sha256_hex(bytes),
             bytes: bytes.len() as u64,
             text,

@@ -160,7 +160,6 @@ export class QuarryClient extends EventEmitter {
       detached: true,
     });
     const stderr: string[] = [];
-    const early: unknown[] = [];
     const readyTimeout = options.readyTimeoutMs ?? 30000;
     let client: QuarryClient | undefined;
     const ready = await new Promise<SidecarReadyParams>((resolve, reject) => {
@@ -191,11 +190,10 @@ export class QuarryClient extends EventEmitter {
         } catch {
           return;
         }
+        // Nothing is asked before ready: only the ready notification matters here.
         if (message.method === "sidecar/ready") {
           clearTimeout(timer);
           resolve(message.params as SidecarReadyParams);
-        } else {
-          early.push(message);
         }
       });
     });

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::archive::Archive;
+use super::headings::collapse;
 use super::html;
 use super::xml::{self, Node, attribute, local};
 use super::{Location, TextBuilder};
@@ -140,7 +141,7 @@ fn contents(
 
 fn add(titles: &mut HashMap<String, String>, base: &str, href: &str, label: &str) {
     let file = href.split('#').next().unwrap_or(href);
-    let label = label.split_whitespace().collect::<Vec<_>>().join(" ");
+    let label = collapse(label);
     if !file.is_empty() && !label.is_empty() {
         titles.entry(resolve(base, file)).or_insert(label);
     }

@@ -11,6 +11,7 @@ use html5ever::tokenizer::{
     BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
 
+use super::headings::{Headings, collapse};
 use super::{Location, TextBuilder};
 
 /// Bytes fed to the tokenizer between two looks at the limits.
@@ -31,7 +32,7 @@ pub(super) fn walk(html: &str, b: &mut TextBuilder, chapter: Option<&str>) -> Op
         state: RefCell::new(State {
             b,
             chapter: chapter.map(str::to_owned),
-            headings: Vec::new(),
+            headings: Headings::default(),
             raw: None,
             heading: None,
             pre: None,
@@ -70,8 +71,8 @@ struct State<'a> {
     b: &'a mut TextBuilder,
     /// EPUB chapter name (`Some("")`: still to be named).
     chapter: Option<String>,
-    /// Open headings, outermost first: (level 1–6, text).
-    headings: Vec<(u8, String)>,
+    /// The heading path.
+    headings: Headings,
     /// Inside an element whose text is not shown (`script`, `style`, …): its name.
     raw: Option<String>,
     /// Inside a heading: (level, text so far).
@@ -145,13 +146,7 @@ fn heading_level(name: &str) -> Option<u8> {
 
 impl State<'_> {
     fn location(&self) -> Location {
-        let heading = (!self.headings.is_empty()).then(|| {
-            self.headings
-                .iter()
-                .map(|(_, t)| t.as_str())
-                .collect::<Vec<_>>()
-                .join(" > ")
-        });
+        let heading = self.headings.path();
         Location {
             heading,
             chapter: self.chapter.clone().filter(|c| !c.is_empty()),
@@ -202,7 +197,7 @@ impl State<'_> {
         }
         if name == "title" {
             if let Some(title) = self.title.take() {
-                let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+                let title = collapse(&title);
                 if !title.is_empty() {
                     self.page_title = Some(title);
                 }
@@ -221,22 +216,16 @@ impl State<'_> {
             return;
         }
         if let Some(level) = heading_level(name) {
-            if let Some((open, text)) = self.heading.take() {
-                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                if !text.is_empty() {
-                    let level = open.min(level);
-                    while self.headings.last().is_some_and(|(l, _)| *l >= level) {
-                        self.headings.pop();
-                    }
-                    if self.chapter.as_deref() == Some("") {
-                        self.chapter = Some(text.clone());
-                    }
-                    self.headings.push((level, text.clone()));
-                    let location = self.location();
-                    self.b.locate(location);
-                    self.b.text(&text);
-                    self.b.block();
+            if let Some((open, text)) = self.heading.take()
+                && let Some(title) = self.headings.enter(usize::from(open.min(level)), &text)
+            {
+                if self.chapter.as_deref() == Some("") {
+                    self.chapter = Some(title.clone());
                 }
+                let location = self.location();
+                self.b.locate(location);
+                self.b.text(&title);
+                self.b.block();
             }
         } else if BLOCKS.contains(&name) || name == "html" {
             self.b.block();

@@ -23,6 +23,7 @@
 mod archive;
 mod builder;
 mod epub;
+mod headings;
 mod html;
 mod notebook;
 mod office;

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::headings::Headings;
 use super::{Location, TextBuilder};
 
 /// Extracts a notebook into `b`.
@@ -17,7 +18,7 @@ pub(super) fn extract(bytes: &[u8], b: &mut TextBuilder) -> Result<(), String> {
         .or_else(|| doc.pointer("/worksheets/0/cells"))
         .and_then(Value::as_array)
         .ok_or("not a Jupyter notebook: no cells")?;
-    let mut headings: Vec<(usize, String)> = Vec::new();
+    let mut headings = Headings::default();
     for (i, cell) in cells.iter().enumerate() {
         if b.out_of_time() {
             break;
@@ -30,20 +31,11 @@ pub(super) fn extract(bytes: &[u8], b: &mut TextBuilder) -> Result<(), String> {
                 let title = line[hashes..].trim();
                 if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') && !title.is_empty()
                 {
-                    while headings.last().is_some_and(|(l, _)| *l >= hashes) {
-                        headings.pop();
-                    }
-                    headings.push((hashes, title.to_owned()));
+                    headings.enter(hashes, title);
                 }
             }
         }
-        let heading = (!headings.is_empty()).then(|| {
-            headings
-                .iter()
-                .map(|(_, t)| t.as_str())
-                .collect::<Vec<_>>()
-                .join(" > ")
-        });
+        let heading = headings.path();
         b.locate(Location {
             cell: u32::try_from(i + 1).ok(),
             heading,

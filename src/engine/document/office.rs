@@ -5,6 +5,7 @@
 //! §5.1.2).
 
 use super::archive::Archive;
+use super::headings::Headings;
 use super::xml::{self, Node, attribute, local};
 use super::{Location, TextBuilder};
 
@@ -171,35 +172,24 @@ fn style_level(style: &str) -> Option<u8> {
         .filter(|n| (1..=9).contains(n))
 }
 
-/// The heading path of a document read front to back.
+/// A document's headings, each also written as a line of its text.
 #[derive(Default)]
 pub(super) struct Outline {
-    open: Vec<(u8, String)>,
+    open: Headings,
 }
 
 impl Outline {
-    /// A heading of `level` with `text`: it closes headings at its level or deeper,
-    /// starts a section, and is itself written as a line of the text.
+    /// A heading of `level` with `text`: it starts a section under its heading path,
+    /// and is itself written as a line of the text.
     pub(super) fn heading(&mut self, level: u8, text: &str, b: &mut TextBuilder) {
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if text.is_empty() {
+        let Some(title) = self.open.enter(usize::from(level), text) else {
             return;
-        }
-        while self.open.last().is_some_and(|(l, _)| *l >= level) {
-            self.open.pop();
-        }
-        self.open.push((level, text.clone()));
-        let path = self
-            .open
-            .iter()
-            .map(|(_, t)| t.as_str())
-            .collect::<Vec<_>>()
-            .join(" > ");
+        };
         b.locate(Location {
-            heading: Some(path),
+            heading: self.open.path(),
             ..Location::default()
         });
-        b.text(&text);
+        b.text(&title);
         b.block();
     }
 }

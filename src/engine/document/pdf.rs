@@ -3,6 +3,7 @@
 
 use lopdf::{Document, LoadOptions};
 
+use super::headings::Headings;
 use super::{Location, TextBuilder};
 
 /// Extracts every page's text into `b`.
@@ -67,26 +68,14 @@ fn outline(doc: &Document, pages: usize) -> Vec<Option<String>> {
     };
     let mut entries = toc.toc;
     entries.sort_by_key(|e| e.page);
-    let mut path: Vec<(usize, String)> = Vec::new();
+    let mut path = Headings::default();
     let mut next = 0;
     for (page, slot) in by_page.iter_mut().enumerate().skip(1) {
         while next < entries.len() && entries[next].page <= page {
-            let e = &entries[next];
-            while path.last().is_some_and(|(level, _)| *level >= e.level) {
-                path.pop();
-            }
-            let title = e.title.split_whitespace().collect::<Vec<_>>().join(" ");
-            path.push((e.level, title));
+            path.enter(entries[next].level, &entries[next].title);
             next += 1;
         }
-        if !path.is_empty() {
-            *slot = Some(
-                path.iter()
-                    .map(|(_, t)| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" > "),
-            );
-        }
+        *slot = path.path();
     }
     by_page
 }
