@@ -213,6 +213,10 @@ struct StoreArgs {
     /// extracting after it is indexed as far as it got (or skipped).
     #[arg(long, env = "QUARRY_DOCUMENT_TIMEOUT_MS", default_value_t = 30_000)]
     document_timeout_ms: u64,
+    /// Wall time for parsing one code file, in milliseconds: a parse still running after
+    /// it is given up (the file is indexed without symbols).
+    #[arg(long, env = "QUARRY_PARSE_BUDGET_MS", default_value_t = 3_000)]
+    parse_budget_ms: u64,
     /// Term normalisation: `prose` (English stopwords and stemming) or `code` (terms
     /// as they are). Fixed per data folder: re-ingest after changing it.
     #[arg(long, env = "QUARRY_PROFILE", value_enum, default_value_t = quarry::engine::text::Profile::Prose)]
@@ -311,6 +315,7 @@ impl StoreArgs {
         let mut config = EngineConfig {
             max_file_bytes: self.max_file_bytes,
             max_document_bytes: self.max_document_bytes,
+            parse_budget: std::time::Duration::from_millis(self.parse_budget_ms),
             documents: quarry::engine::document::Limits {
                 time_budget: std::time::Duration::from_millis(self.document_timeout_ms),
                 ..quarry::engine::document::Limits::default()

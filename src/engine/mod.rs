@@ -178,6 +178,9 @@ pub struct EngineConfig {
     /// Whether code is parsed for its definitions (`search/symbols`); on by default
     /// (off only to measure what parsing costs).
     pub parse_code: bool,
+    /// Wall time one file's parse may take before it is given up (the file keeps its
+    /// chunks, without symbols); default [`syntax::PARSE_BUDGET`].
+    pub parse_budget: std::time::Duration,
     /// Whether parsed code is chunked along its definitions (`chunk::chunk_code`)
     /// rather than in line windows.
     pub syntax_chunks: bool,
@@ -198,6 +201,7 @@ impl Default for EngineConfig {
             embed_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             embed_priority: semantic::Priority::default(),
             parse_code: true,
+            parse_budget: syntax::PARSE_BUDGET,
             syntax_chunks: false,
         }
     }

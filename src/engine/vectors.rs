@@ -31,7 +31,7 @@ impl Engine {
         }
         let scopes = scopes(p);
         let found = if self.config.parse_code {
-            syntax::symbols(file.language, path, &file.text)
+            syntax::symbols_within(file.language, path, &file.text, self.config.parse_budget)
         } else {
             Vec::new()
         };

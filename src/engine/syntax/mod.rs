@@ -55,6 +55,11 @@ thread_local! {
 /// [`PARSE_BUDGET`]. A syntax error does not stop it: tree-sitter recovers, and the
 /// definitions around the error are found.
 pub fn symbols(language: &str, path: &str, text: &str) -> Vec<Symbol> {
+    symbols_within(language, path, text, PARSE_BUDGET)
+}
+
+/// [`symbols`] with a parse allowed `budget` of wall time (`EngineConfig::parse_budget`).
+pub fn symbols_within(language: &str, path: &str, text: &str, budget: Duration) -> Vec<Symbol> {
     let Some(grammar) = grammar(language, path) else {
         return Vec::new();
     };
@@ -66,7 +71,7 @@ pub fn symbols(language: &str, path: &str, text: &str) -> Vec<Symbol> {
         parser.set_language(&grammar.language).ok()?;
         let started = Instant::now();
         let mut over_budget = |_: &tree_sitter::ParseState| {
-            if started.elapsed() > PARSE_BUDGET {
+            if started.elapsed() > budget {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
